@@ -1,0 +1,144 @@
+/*
+ * Internal interface shared by the façade (src/) and the backends (uring/,
+ * compat/). Everything here is hidden; internal calls return -errno.
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef EVU_INTERNAL_H
+#define EVU_INTERNAL_H
+
+#include <pthread.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "evuring.h"
+
+#define EVU_HIDDEN __attribute__((visibility("hidden")))
+
+struct evu_backend_ops;
+
+/*
+ * The listener. libevent keeps it opaque, so the layout is ours. Backends keep
+ * their own state behind `backend`; the façade never looks inside it.
+ */
+struct evconnlistener {
+	const struct evu_backend_ops *ops;
+	void *backend;
+	struct event_base *base;
+	evconnlistener_cb cb;
+	evconnlistener_errorcb errorcb;
+	void *user_data;
+	unsigned flags;
+	evutil_socket_t fd;
+	int accept_flags;       /* SOCK_NONBLOCK / SOCK_CLOEXEC for accepted fds */
+	int refcnt;             /* creator + each running callback */
+	bool enabled;           /* the user's wish (libevent's lev->enabled) */
+	bool freed;             /* evconnlistener_free() has been called */
+	int backoff_ms;         /* pause after a non-retriable accept error */
+	pthread_mutex_t *lock;  /* recursive; only with LEV_OPT_THREADSAFE */
+	struct evuring_stats stats;
+};
+
+/*
+ * One backend. The façade calls these with the listener lock held.
+ * start/stop follow "enabled && cb": start begins accepting, stop guarantees
+ * that no callback starts after it returns. destroy releases backend state
+ * and runs once, when the last reference goes.
+ */
+struct evu_backend_ops {
+	const char *name;
+	int id;                                        /* EVURING_BACKEND_* */
+	int (*attach)(struct evconnlistener *lev);     /* -errno */
+	int (*start)(struct evconnlistener *lev);      /* -errno */
+	int (*stop)(struct evconnlistener *lev);       /* -errno */
+	/* Last reference gone (lock held): let go of the socket so the façade
+	 * may close it. Returns true if the memory may be released now, false
+	 * if the backend releases it later (kernel work still in flight). */
+	bool (*destroy)(struct evconnlistener *lev);
+};
+
+EVU_HIDDEN extern const struct evu_backend_ops evu_uring_ops;
+EVU_HIDDEN extern const struct evu_backend_ops evu_event_ops;
+
+/* --- locking (no-ops unless LEV_OPT_THREADSAFE) --- */
+static inline void evu_lock(struct evconnlistener *lev)
+{
+	if (lev->lock)
+		pthread_mutex_lock(lev->lock);
+}
+
+static inline void evu_unlock(struct evconnlistener *lev)
+{
+	if (lev->lock)
+		pthread_mutex_unlock(lev->lock);
+}
+
+/* Whether the listener should be accepting right now. */
+static inline bool evu_wants_accept(const struct evconnlistener *lev)
+{
+	return lev->enabled && lev->cb && !lev->freed;
+}
+
+/* Drop a reference taken with the lock held; unlocks. Returns true if that
+ * was the last one: the listener is then gone for the caller. */
+EVU_HIDDEN bool evu_decref_and_unlock(struct evconnlistener *lev);
+
+/* Free the listener's memory (after destroy returned false, once the
+ * backend's in-flight work is over). */
+EVU_HIDDEN void evu_listener_release(struct evconnlistener *lev);
+
+/* Hand one accepted fd to the user callback. The caller holds the lock and
+ * a reference, and has checked evu_wants_accept(). */
+EVU_HIDDEN void evu_deliver(struct evconnlistener *lev, int fd,
+			    struct sockaddr *addr, socklen_t addrlen);
+
+/* Report a non-retriable accept error: error callback (errno set) or a
+ * warning on stderr, as libevent. Caller holds the lock and a reference. */
+EVU_HIDDEN void evu_report_error(struct evconnlistener *lev, int err);
+
+/* After a non-retriable error a backend pauses accepting for this many ms
+ * (growing), instead of retrying in a busy loop; reset on success. */
+static inline int evu_backoff_next(struct evconnlistener *lev)
+{
+	lev->backoff_ms = lev->backoff_ms ? lev->backoff_ms * 2 : 10;
+	if (lev->backoff_ms > 80)
+		lev->backoff_ms = 80;
+	return lev->backoff_ms;
+}
+
+/* Accept errors libevent treats as "try again later" (quietly). */
+static inline bool evu_accept_err_retriable(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK || err == EINTR ||
+	       err == ECONNABORTED;
+}
+
+/* --- backend choice (src/backend.c) --- */
+
+/* The backend for a new listener: explicit override, cached probe, fallback.
+ * Returns NULL with *err set (-errno) only when io_uring was demanded but is
+ * unavailable. */
+EVU_HIDDEN const struct evu_backend_ops *evu_backend_choose(int *err);
+/* The user's explicit choice (env or evuring_set_backend), or AUTO. */
+EVU_HIDDEN int evu_backend_forced(void);
+
+/* Whether EVURING_DEBUG is set; evu_debug() prints a line to stderr if so. */
+EVU_HIDDEN bool evu_debug_enabled(void);
+EVU_HIDDEN void evu_debug(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+EVU_HIDDEN void evu_warn(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* Switch a listener to the event backend mid-life (multishot accept refused
+ * on first arm). Called with the lock held, from the loop thread. */
+EVU_HIDDEN int evu_switch_to_event(struct evconnlistener *lev);
+
+/* --- io_uring availability probe (uring/probe.c) --- */
+/* 0 if usable, else -errno; *why gets a static explanation. Cached. */
+EVU_HIDDEN int evu_uring_probe(const char **why);
+
+#endif /* EVU_INTERNAL_H */

@@ -1,0 +1,438 @@
+/*
+ * The io_uring backend: each accepting listener keeps one multishot accept
+ * armed on its base's ring. Per connection the hot path is: one CQE reaped
+ * from shared memory, one getpeername() (the multishot address buffer is
+ * shared, so it cannot carry each connection's own address), the callback.
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The connection's own peer address. getpeername() refuses a connection
+ * the peer already reset; SO_PEERNAME still reports it, as accept() would. */
+static int evu_peer_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	if (getpeername(fd, (struct sockaddr *)ss, len) == 0 && *len > 0)
+		return 0;
+	if (errno != ENOTCONN)
+		return -errno;
+	*len = sizeof(*ss);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERNAME, ss, len) == 0 && *len > 0)
+		return 0;
+	return -ENOTCONN;
+}
+
+static void evu_ulev_update_interest(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+	bool interest = ul->inflight ||
+			(!lev->freed && !ul->backing_off && evu_wants_accept(lev));
+
+	evu_ring_set_interest(ul->ring, ul, interest);
+}
+
+/* Prepare the multishot accept; the caller submits (loop thread only). */
+static int evu_ulev_arm(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+	struct io_uring_sqe *sqe = evu_ring_get_sqe(ul->ring);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_multishot_accept(sqe, lev->fd, NULL, NULL, lev->accept_flags);
+	io_uring_sqe_set_data(sqe, ul);
+	ul->inflight = true;
+	ul->cancelled = false;
+	return 0;
+}
+
+static void evu_ulev_cancel(struct evu_ulev *ul)
+{
+	bool may_submit = !ul->lev->lock || evu_ring_in_loop_thread(ul->ring);
+	int ret;
+
+	if (!ul->inflight || ul->cancelled)
+		return;
+	ret = evu_ring_cancel(ul->ring, ul, may_submit);
+	if (ret == -EAGAIN) {
+		/* No synchronous cancel (kernel < 6.0) and not our thread:
+		 * the loop thread cancels; delivery already stopped. */
+		event_active(ul->arm_ev, EV_READ, 0);
+		return;
+	}
+	ul->cancelled = true;
+}
+
+/* Ask for arm/stash delivery: now if we are the loop thread and nothing is
+ * stashed, else through arm_ev in the loop thread. */
+static void evu_ulev_request_arm(struct evu_ulev *ul)
+{
+	if (ul->inflight || ul->backing_off)
+		return;
+	if (ul->nstash == ul->stash_head && evu_ring_in_loop_thread(ul->ring)) {
+		if (evu_ulev_arm(ul) == 0)
+			return; /* submitted by the caller or the reaper */
+	}
+	event_active(ul->arm_ev, EV_READ, 0);
+}
+
+static void evu_ulev_stash(struct evu_ulev *ul, int fd)
+{
+	if (ul->stash_head == ul->nstash)
+		ul->stash_head = ul->nstash = 0;
+	if (ul->nstash == ul->capstash) {
+		unsigned cap = ul->capstash ? ul->capstash * 2 : 16;
+		int *p = realloc(ul->stash, cap * sizeof(*p));
+
+		if (!p) {
+			close(fd);
+			ul->lev->stats.closed++;
+			return;
+		}
+		ul->stash = p;
+		ul->capstash = cap;
+	}
+	ul->stash[ul->nstash++] = fd;
+}
+
+static void evu_ulev_close_stash(struct evu_ulev *ul)
+{
+	while (ul->stash_head < ul->nstash) {
+		close(ul->stash[ul->stash_head++]);
+		ul->lev->stats.closed++;
+	}
+}
+
+/* Deliver one fd to the user. Lock and a reference held. */
+static void evu_ulev_deliver(struct evu_ulev *ul, int fd)
+{
+	struct evconnlistener *lev = ul->lev;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (evu_peer_address(fd, &ss, &len) < 0) {
+		/* libevent never hands out a connection without an address */
+		close(fd);
+		lev->stats.closed++;
+		return;
+	}
+	lev->backoff_ms = 0;
+	evu_deliver(lev, fd, (struct sockaddr *)&ss, len);
+}
+
+/* Stashed connections first, in order, while the user still accepts. */
+static void evu_ulev_flush_stash(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+
+	while (ul->stash_head < ul->nstash && evu_wants_accept(lev))
+		evu_ulev_deliver(ul, ul->stash[ul->stash_head++]);
+}
+
+static void evu_ulev_take_fd(struct evu_ulev *ul, int fd, bool deliver)
+{
+	struct evconnlistener *lev = ul->lev;
+
+	if (!lev->enabled) {
+		evu_ulev_stash(ul, fd); /* delivered after a later enable */
+	} else if (!lev->cb) {
+		close(fd); /* libevent accepts and closes without a callback */
+		lev->stats.closed++;
+	} else if (!deliver || ul->stash_head < ul->nstash) {
+		evu_ulev_stash(ul, fd);
+		event_active(ul->arm_ev, EV_READ, 0);
+	} else {
+		evu_ulev_deliver(ul, fd);
+	}
+}
+
+static void evu_ulev_backoff(struct evu_ulev *ul)
+{
+	struct timeval tv = { 0, evu_backoff_next(ul->lev) * 1000 };
+
+	ul->backing_off = true;
+	event_add(ul->arm_ev, &tv);
+}
+
+/* Handle the end of a request with an error. Lock and reference held. */
+static void evu_ulev_on_error(struct evu_ulev *ul, int err, bool final)
+{
+	struct evconnlistener *lev = ul->lev;
+
+	if (err == ECANCELED)
+		return;
+	if (err == EINVAL && !ul->proven && final) {
+		/* Multishot accept refused on the first arm: an old kernel, or
+		 * a socket that is not listening. The event backend behaves
+		 * exactly as libevent in both cases. */
+		evu_debug("listener fd %d: multishot accept refused (EINVAL) on first arm; switching to event backend",
+			  lev->fd);
+		ul->switched = true;
+		evu_switch_to_event(lev);
+		return;
+	}
+	if (evu_accept_err_retriable(err))
+		return;
+	evu_report_error(lev, err);
+	if (final && err != EBADF && err != ENOTSOCK && evu_wants_accept(lev))
+		evu_ulev_backoff(ul);
+}
+
+static void evu_ulev_free_now(struct evu_ulev *ul, struct evconnlistener *lev_to_release)
+{
+	struct evu_ring *r = ul->ring;
+
+	evu_ring_set_interest(r, ul, false);
+	free(ul->stash);
+	free(ul);
+	if (lev_to_release)
+		evu_listener_release(lev_to_release);
+	evu_ring_release(r);
+}
+
+static void evu_ulev_finalize_ul(struct event *ev, void *arg)
+{
+	(void)ev;
+	evu_ulev_free_now(arg, NULL);
+}
+
+static void evu_ulev_finalize_both(struct event *ev, void *arg)
+{
+	struct evu_ulev *ul = arg;
+
+	(void)ev;
+	evu_ulev_free_now(ul, ul->lev);
+}
+
+static void evu_ulev_free_detached(struct evu_ulev *ul, bool threaded)
+{
+	if (threaded) {
+		event_free_finalize(0, ul->arm_ev, evu_ulev_finalize_ul);
+		return;
+	}
+	event_free(ul->arm_ev);
+	evu_ulev_free_now(ul, NULL);
+}
+
+/*
+ * Free the io_uring state (no request in flight). With THREADSAFE another
+ * thread may be about to run arm_ev's callback: libevent's finalizer frees
+ * once it cannot run. Returns true if the listener itself may be freed now.
+ */
+static bool evu_ulev_free(struct evu_ulev *ul, bool with_listener)
+{
+	if (!ul->lev->lock) {
+		evu_ulev_free_detached(ul, false);
+		return with_listener;
+	}
+	if (!with_listener) {
+		evu_ulev_free_detached(ul, true);
+		return false;
+	}
+	event_free_finalize(0, ul->arm_ev, evu_ulev_finalize_both);
+	return false;
+}
+
+void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
+{
+	struct evconnlistener *lev = ul->lev;
+	bool final = !(flags & IORING_CQE_F_MORE);
+
+	evu_lock(lev);
+	if (final)
+		ul->inflight = false;
+	if (lev->freed) {
+		bool release = final && ul->release_pending;
+
+		if (res >= 0) {
+			close(res);
+			lev->stats.closed++;
+		}
+		if (!release) {
+			evu_unlock(lev);
+			return;
+		}
+		evu_unlock(lev);
+		if (evu_ulev_free(ul, true))
+			evu_listener_release(lev);
+		return;
+	}
+	if (ul->last_batch != ul->ring->batch_seq) {
+		ul->last_batch = ul->ring->batch_seq;
+		lev->stats.batches++;
+	}
+	lev->refcnt++; /* callbacks may free the listener */
+	if (res >= 0) {
+		ul->proven = true;
+		evu_ulev_take_fd(ul, res, deliver);
+	} else {
+		evu_ulev_on_error(ul, -res, final);
+	}
+	if (ul->switched) {
+		/* lev now belongs to the event backend; ul is ours alone */
+		bool threaded = lev->lock != NULL;
+
+		evu_decref_and_unlock(lev);
+		evu_ulev_free_detached(ul, threaded);
+		return;
+	}
+	if (final && lev->refcnt > 1 && evu_wants_accept(lev)) {
+		if (res != -ECANCELED && !ul->backing_off)
+			lev->stats.rearms++;
+		evu_ulev_request_arm(ul);
+	}
+	if (lev->refcnt > 1)
+		evu_ulev_update_interest(ul);
+	evu_decref_and_unlock(lev);
+}
+
+static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evu_ulev *ul = arg;
+	struct evconnlistener *lev = ul->lev;
+	struct evu_ring *r = ul->ring;
+
+	evu_ring_enter_loop(r);
+	evu_lock(lev);
+	if (lev->freed) {
+		evu_unlock(lev);
+		evu_ring_leave_loop(r);
+		return;
+	}
+	ul->backing_off = false;
+	lev->refcnt++;
+	evu_ulev_flush_stash(ul);
+	if (lev->refcnt > 1) {
+		if (evu_wants_accept(lev)) {
+			if (!ul->inflight)
+				evu_ulev_arm(ul);
+		} else {
+			evu_ulev_cancel(ul);
+		}
+		evu_ulev_update_interest(ul);
+	}
+	evu_decref_and_unlock(lev);
+	/* Submit, then reap at once: connections already queued are accepted
+	 * inline by the submit, and are delivered in this loop iteration. */
+	if (r->sq_pending)
+		evu_ring_submit(r);
+	evu_ring_reap(r, true);
+	evu_ring_leave_loop(r);
+}
+
+static int evu_uring_attach(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul = calloc(1, sizeof(*ul));
+	int ret;
+
+	if (!ul)
+		return -ENOMEM;
+	ret = evu_ring_acquire(lev->base, &ul->ring);
+	if (ret < 0)
+		goto fail_free;
+	ul->arm_ev = event_new(lev->base, -1, 0, evu_ulev_arm_cb, ul);
+	if (!ul->arm_ev) {
+		ret = -ENOMEM;
+		goto fail_release;
+	}
+	ul->lev = lev;
+	lev->backend = ul;
+	return 0;
+
+fail_release:
+	evu_ring_release(ul->ring);
+fail_free:
+	free(ul);
+	return ret;
+}
+
+static int evu_uring_start(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul = lev->backend;
+
+	evu_ulev_update_interest(ul);
+	if (ul->inflight) {
+		/* Still armed, or cancelled with its final CQE to come: the
+		 * reaper re-arms then. */
+		return 0;
+	}
+	evu_ulev_request_arm(ul);
+	if (ul->ring->sq_pending && ul->ring->busy == 0)
+		return evu_ring_submit(ul->ring);
+	return 0;
+}
+
+static int evu_uring_stop(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul = lev->backend;
+
+	if (ul->backing_off) {
+		event_del_noblock(ul->arm_ev);
+		ul->backing_off = false;
+	}
+	evu_ulev_cancel(ul);
+	evu_ulev_update_interest(ul);
+	return 0;
+}
+
+static bool evu_uring_destroy(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul = lev->backend;
+	struct evu_ring *r = ul->ring;
+
+	evu_uring_stop(lev);
+	evu_ulev_close_stash(ul);
+	/* Single-threaded and not inside our own callbacks: collect the
+	 * cancelled request's final completion now (fds the kernel accepted
+	 * meanwhile are closed; other listeners' are kept for them), so the
+	 * ring can go with its last listener. */
+	if (ul->inflight && !lev->lock && r->busy == 0) {
+		r->busy++;
+		for (int i = 0; i < 100 && ul->inflight; i++) {
+			struct __kernel_timespec ts = { 0, 10 * 1000 * 1000 };
+			struct io_uring_cqe *cqe;
+
+			evu_ring_reap(r, false);
+			if (ul->inflight)
+				io_uring_wait_cqe_timeout(&r->uring, &cqe, &ts);
+		}
+		r->busy--;
+	}
+	if (ul->inflight) {
+		ul->release_pending = true; /* the reaper frees us later */
+		return false;
+	}
+	lev->backend = NULL;
+	return evu_ulev_free(ul, true);
+}
+
+const struct evu_backend_ops evu_uring_ops = {
+	.name = "uring",
+	.id = EVURING_BACKEND_URING,
+	.attach = evu_uring_attach,
+	.start = evu_uring_start,
+	.stop = evu_uring_stop,
+	.destroy = evu_uring_destroy,
+};
+
+int evu_switch_to_event(struct evconnlistener *lev)
+{
+	int err;
+
+	lev->backend = NULL;
+	lev->ops = &evu_event_ops;
+	err = lev->ops->attach(lev);
+	if (!err && evu_wants_accept(lev))
+		err = lev->ops->start(lev);
+	if (err)
+		evu_report_error(lev, -err);
+	return err;
+}

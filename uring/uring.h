@@ -1,0 +1,80 @@
+/*
+ * io_uring backend internals: one ring per event_base (ring.c) and the
+ * per-listener multishot accept state (uring-backend.c).
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef EVU_URING_H
+#define EVU_URING_H
+
+#include <liburing.h>
+#include <stdint.h>
+
+#include "evu-internal.h"
+#include "evu-config.h"
+
+struct evu_ring;
+
+/*
+ * A listener's io_uring state. The CQE user_data points here, so it lives
+ * until the final CQE of its last request has been reaped, even if the
+ * listener was freed before (release_pending).
+ */
+struct evu_ulev {
+	struct evconnlistener *lev;
+	struct evu_ring *ring;
+	struct event *arm_ev;     /* activated: arm / deliver stash in the loop thread */
+	struct event *backoff_ev; /* re-arm after a non-retriable error */
+	int *stash;               /* accepted while disabled: delivered on enable */
+	unsigned nstash, capstash;
+	uint64_t last_batch;      /* for stats.batches */
+	bool inflight;            /* a multishot accept is submitted, final CQE not seen */
+	bool cancelled;           /* cancel issued for the inflight request */
+	bool proven;              /* multishot accept has worked on this socket */
+	bool backing_off;
+	bool release_pending;     /* listener destroyed: release at final CQE */
+	bool switched;            /* handed over to the event backend */
+	unsigned stash_head;
+	bool interest;            /* counted in ring->n_interest */
+};
+
+struct evu_ring {
+	struct io_uring uring;
+	struct event_base *base;
+	struct event *ring_ev;    /* persistent read on the ring fd */
+	pthread_mutex_t mu;       /* n_attached, n_interest, ev_added, loop_tid */
+	pthread_t loop_tid;
+	bool loop_tid_known;
+	bool ev_added;
+	bool has_sync_cancel;
+	bool teardown_pending;
+	int busy;                 /* depth of ring callbacks running (loop thread) */
+	int n_attached;           /* evu_ulev objects alive on this ring */
+	int n_interest;           /* ulevs that need the ring event pending */
+	unsigned sq_pending;      /* SQEs prepared but not submitted */
+	uint64_t batch_seq;
+	pid_t pid;
+	struct evu_ring *next;
+};
+
+/* ring.c */
+EVU_HIDDEN int evu_ring_acquire(struct event_base *base, struct evu_ring **out);
+EVU_HIDDEN void evu_ring_release(struct evu_ring *r);
+EVU_HIDDEN void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul,
+				      bool interest);
+EVU_HIDDEN bool evu_ring_in_loop_thread(struct evu_ring *r);
+EVU_HIDDEN void evu_ring_enter_loop(struct evu_ring *r);
+EVU_HIDDEN void evu_ring_leave_loop(struct evu_ring *r);
+EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
+EVU_HIDDEN int evu_ring_submit(struct evu_ring *r);
+EVU_HIDDEN void evu_ring_reap(struct evu_ring *r, bool deliver);
+EVU_HIDDEN int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit);
+
+/* uring-backend.c: one completion for a listener's request. */
+EVU_HIDDEN void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags,
+				bool deliver);
+
+/* Ring setup flags to try, best first (probe.c). */
+EVU_HIDDEN unsigned evu_ring_setup_flags(void);
+
+#endif /* EVU_URING_H */
