@@ -144,8 +144,8 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 		 * it alone); unless io_uring was demanded, fall back. */
 		if (ops == &evu_event_ops || evu_backend_forced() == EVURING_BACKEND_URING)
 			goto fail;
-		evu_debug("listener fd %d: io_uring backend unavailable for this base (%s); using event backend",
-			  fd, strerror(-err));
+		evu_debug("listener fd %d: io_uring backend not used (%s); using event backend",
+			  fd, err == -ENOTCONN ? "socket is not listening" : strerror(-err));
 		lev->ops = ops = &evu_event_ops;
 		err = ops->attach(lev);
 		if (err)

@@ -119,7 +119,22 @@ static int evu_probe_multishot(struct io_uring *ring, const char **why)
 		*why = "multishot accept did not complete as expected";
 		ret = ret < 0 ? ret : -EOPNOTSUPP;
 	}
-	/* Closing the ring cancels a still-armed accept; nothing is queued. */
+	/* Cancel and reap the armed accept here: left to ring teardown, its
+	 * cancellation would run later as task work in this thread and
+	 * interrupt whatever blocking call the program is in (EINTR). */
+	if (res >= 0 && (flags & IORING_CQE_F_MORE)) {
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_cancel64(sqe, 1, 0);
+		io_uring_sqe_set_data64(sqe, 2);
+		io_uring_submit(ring);
+		for (int i = 0; i < 2; i++) {
+			if (io_uring_wait_cqe_timeout(ring, &cqe, &ts) != 0)
+				break;
+			if (cqe->user_data == 1 && cqe->res >= 0)
+				close(cqe->res);
+			io_uring_cqe_seen(ring, cqe);
+		}
+	}
 	close(cfd);
 	close(lfd);
 	return ret;
@@ -168,17 +183,13 @@ int evu_uring_probe(const char **why)
 	return evu_probe_result;
 }
 
-unsigned evu_ring_setup_flags(void)
+enum evu_ring_mode evu_ring_mode_wanted(void)
 {
 	const char *v = getenv("EVURING_RING_FLAGS");
 
-	/* Measured inside a libevent loop (docs/design.md): the cooperative
-	 * task-run flags cost nothing and avoid an IPI per completion. */
-	if (!v || !*v || !strcmp(v, "coop"))
-		return IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-	if (!strcmp(v, "none"))
-		return 0;
-	if (!strcmp(v, "coop-noflag"))
-		return IORING_SETUP_COOP_TASKRUN;
-	return (unsigned)strtoul(v, NULL, 0);
+	if (v && !strcmp(v, "coop"))
+		return EVU_RING_COOP;
+	if (v && !strcmp(v, "none"))
+		return EVU_RING_PLAIN;
+	return EVU_RING_DEFER;
 }

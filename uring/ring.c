@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "uring.h"
@@ -27,32 +29,79 @@ static void evu_ring_event_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evu_ring *r = arg;
 
-	evu_ring_enter_loop(r);
+	if (!evu_ring_enter_loop(r))
+		return; /* retired: its listeners moved to a ring of this thread */
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
 }
 
+/*
+ * Setup modes, best first; an older kernel refuses unknown flags with EINVAL
+ * and we step down.
+ * - DEFER_TASKRUN (6.1+): accept work runs only when the loop thread asks
+ *   (io_uring_get_events), so a connection never interrupts the program's
+ *   own blocking calls in that thread (a signal-like task-work wakeup would
+ *   make them fail with EINTR, which libevent's listener never causes). The
+ *   kernel signals a registered eventfd when work is queued. The ring starts
+ *   disabled: the loop thread enables it and becomes its only submitter.
+ * - COOP_TASKRUN (5.19+): completions run as task work of the submitter;
+ *   the ring fd is polled. Blocking calls with timeouts in the loop thread
+ *   may see EINTR when a connection arrives.
+ */
+static const struct {
+	enum evu_ring_mode mode;
+	unsigned flags;
+} evu_ring_ladder[] = {
+	{ EVU_RING_DEFER, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			  IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED },
+	{ EVU_RING_COOP, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG },
+	{ EVU_RING_PLAIN, 0 },
+};
+
 static int evu_ring_init_uring(struct evu_ring *r)
 {
 	static const unsigned cq_sizes[] = { EVU_CQ_ENTRIES, 512, 128 };
-	unsigned flags = evu_ring_setup_flags();
+	enum evu_ring_mode wanted = evu_ring_mode_wanted();
 	int ret = -EINVAL;
 
-	for (size_t i = 0; i < sizeof(cq_sizes) / sizeof(cq_sizes[0]); i++) {
-		struct io_uring_params p;
-
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | flags;
-		p.cq_entries = cq_sizes[i];
-		ret = io_uring_queue_init_params(EVU_SQ_ENTRIES, &r->uring, &p);
-		if (ret == -EINVAL && flags) {
-			flags = 0; /* an older kernel: plain setup */
-			i--;
+	for (size_t m = 0; m < sizeof(evu_ring_ladder) / sizeof(evu_ring_ladder[0]); m++) {
+		if (evu_ring_ladder[m].mode < wanted)
 			continue;
+		for (size_t i = 0; i < sizeof(cq_sizes) / sizeof(cq_sizes[0]); i++) {
+			struct io_uring_params p;
+
+			memset(&p, 0, sizeof(p));
+			p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+				  evu_ring_ladder[m].flags;
+			p.cq_entries = cq_sizes[i];
+			ret = io_uring_queue_init_params(EVU_SQ_ENTRIES, &r->uring, &p);
+			if (ret != -ENOMEM)
+				break;
 		}
-		if (ret != -ENOMEM)
+		if (ret != -EINVAL)
 			break;
 	}
+	if (ret < 0)
+		return ret;
+	r->defer = r->uring.flags & IORING_SETUP_DEFER_TASKRUN;
+	r->enabled = !r->defer;
+	r->evfd = -1;
+	if (r->defer) {
+		r->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (r->evfd < 0) {
+			ret = -errno;
+			goto fail;
+		}
+		ret = io_uring_register_eventfd(&r->uring, r->evfd);
+		if (ret < 0)
+			goto fail;
+	}
+	return 0;
+
+fail:
+	if (r->evfd >= 0)
+		close(r->evfd);
+	io_uring_queue_exit(&r->uring);
 	return ret;
 }
 
@@ -67,8 +116,14 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 	ret = evu_ring_init_uring(r);
 	if (ret < 0)
 		goto fail_free;
-	r->ring_ev = event_new(base, r->uring.ring_fd, EV_READ | EV_PERSIST,
-			       evu_ring_event_cb, r);
+	/* The eventfd is never read: edge-triggered, every signal is a new
+	 * edge, which saves a read() per wakeup. */
+	if (r->defer)
+		r->ring_ev = event_new(base, r->evfd, EV_READ | EV_PERSIST | EV_ET,
+				       evu_ring_event_cb, r);
+	else
+		r->ring_ev = event_new(base, r->uring.ring_fd, EV_READ | EV_PERSIST,
+				       evu_ring_event_cb, r);
 	if (!r->ring_ev) {
 		ret = -ENOMEM;
 		goto fail_exit;
@@ -79,13 +134,16 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 #ifdef EVU_HAVE_SYNC_CANCEL
 	r->has_sync_cancel = true; /* cleared on first EINVAL (kernel < 6.0) */
 #endif
-	evu_debug("ring fd %d created for base %p (setup flags 0x%x, cq %u)",
-		  r->uring.ring_fd, (void *)base, r->uring.flags,
-		  r->uring.cq.ring_entries);
+	evu_debug("ring fd %d created for base %p (%s, setup flags 0x%x, cq %u)",
+		  r->uring.ring_fd, (void *)base,
+		  r->defer ? "DEFER_TASKRUN + eventfd" : "ring fd polled",
+		  r->uring.flags, r->uring.cq.ring_entries);
 	*out = r;
 	return 0;
 
 fail_exit:
+	if (r->evfd >= 0)
+		close(r->evfd);
 	io_uring_queue_exit(&r->uring);
 fail_free:
 	free(r);
@@ -98,19 +156,22 @@ static void evu_ring_destroy(struct evu_ring *r)
 
 	event_free(r->ring_ev);
 	/* No request is in flight (every listener state is gone), but be
-	 * strict: an fd in an unreaped completion is ours to close. */
-	while (io_uring_peek_cqe(&r->uring, &cqe) == 0) {
+	 * strict: an fd in an unreaped completion is ours to close (not in a
+	 * forked child: that CQ is the parent's). */
+	while (r->pid == getpid() && io_uring_peek_cqe(&r->uring, &cqe) == 0) {
 		if (cqe->user_data && cqe->res >= 0)
 			close(cqe->res);
 		io_uring_cqe_seen(&r->uring, cqe);
 	}
 	evu_debug("ring fd %d released", r->uring.ring_fd);
 	io_uring_queue_exit(&r->uring);
+	if (r->evfd >= 0)
+		close(r->evfd);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
 
-int evu_ring_acquire(struct event_base *base, struct evu_ring **out)
+int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul)
 {
 	struct evu_ring *r;
 	pid_t pid = getpid();
@@ -129,29 +190,56 @@ int evu_ring_acquire(struct event_base *base, struct evu_ring **out)
 	}
 	if (ret == 0) {
 		r->n_attached++;
-		*out = r;
+		pthread_mutex_lock(&r->mu);
+		ul->ring_next = r->ulevs;
+		r->ulevs = ul;
+		pthread_mutex_unlock(&r->mu);
+		ul->ring = r;
 	}
 	pthread_mutex_unlock(&evu_rings_mu);
 	return ret;
 }
 
-void evu_ring_release(struct evu_ring *r)
+static void evu_ring_unlink(struct evu_ring *r)
 {
-	struct evu_ring **pp;
-	bool last;
-
-	pthread_mutex_lock(&evu_rings_mu);
-	last = --r->n_attached == 0;
-	if (last) {
-		for (pp = &evu_rings; *pp; pp = &(*pp)->next) {
-			if (*pp == r) {
-				*pp = r->next;
-				break;
-			}
+	for (struct evu_ring **pp = &evu_rings; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			break;
 		}
 	}
+}
+
+bool evu_ring_detach(struct evu_ulev *ul)
+{
+	struct evu_ring *r = ul->ring;
+	bool last;
+
+	if (!r)
+		return false;
+	evu_ring_set_interest(r, ul, false);
+	pthread_mutex_lock(&evu_rings_mu);
+	pthread_mutex_lock(&r->mu);
+	for (struct evu_ulev **pp = &r->ulevs; *pp; pp = &(*pp)->ring_next) {
+		if (*pp == ul) {
+			*pp = ul->ring_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	last = --r->n_attached == 0;
+	if (last)
+		evu_ring_unlink(r);
 	pthread_mutex_unlock(&evu_rings_mu);
-	if (!last)
+	ul->ring = NULL;
+	return last;
+}
+
+void evu_ring_release(struct evu_ulev *ul)
+{
+	struct evu_ring *r = ul->ring;
+
+	if (!evu_ring_detach(ul))
 		return;
 	/* Inside one of our own callbacks, the caller's stack still uses the
 	 * ring: the outermost callback releases it on the way out. */
@@ -159,6 +247,41 @@ void evu_ring_release(struct evu_ring *r)
 		r->teardown_pending = true;
 	else
 		evu_ring_destroy(r);
+}
+
+/*
+ * The base now runs in a thread that cannot drive this ring (a DEFER_TASKRUN
+ * ring belongs to the thread that enabled it), or in a forked child (a ring
+ * is never shared with a child). Hand completions already posted to their
+ * listeners (not in a child: the CQ is shared with the parent), move every
+ * listener to a new ring of this thread, and close this one: closing it
+ * cancels the abandoned requests, whose accept work never ran, so no
+ * connection is lost in the kernel queue.
+ */
+static void evu_ring_retire(struct evu_ring *r)
+{
+	bool forked = r->pid != getpid();
+
+	evu_debug("ring fd %d: base now runs in another %s; moving its listeners to a new ring",
+		  r->uring.ring_fd, forked ? "process" : "thread");
+	pthread_mutex_lock(&evu_rings_mu);
+	evu_ring_unlink(r);
+	pthread_mutex_unlock(&evu_rings_mu);
+	r->busy++;
+	if (!forked)
+		evu_ring_reap(r, false);
+	for (;;) {
+		struct evu_ulev *ul;
+
+		pthread_mutex_lock(&r->mu);
+		ul = r->ulevs;
+		pthread_mutex_unlock(&r->mu);
+		if (!ul)
+			break;
+		evu_ulev_migrate(ul);
+	}
+	r->busy--;
+	evu_ring_destroy(r);
 }
 
 void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul, bool interest)
@@ -181,6 +304,15 @@ void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul, bool interes
 	pthread_mutex_unlock(&r->mu);
 }
 
+/* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+static int evu_ring_enable(struct evu_ring *r)
+{
+	long ret = syscall(__NR_io_uring_register, r->uring.ring_fd,
+			   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+
+	return ret < 0 ? -errno : 0;
+}
+
 bool evu_ring_in_loop_thread(struct evu_ring *r)
 {
 	unsigned long tid = __atomic_load_n((unsigned long *)&r->loop_tid, __ATOMIC_RELAXED);
@@ -189,10 +321,15 @@ bool evu_ring_in_loop_thread(struct evu_ring *r)
 	       pthread_equal((pthread_t)tid, pthread_self());
 }
 
-void evu_ring_enter_loop(struct evu_ring *r)
+bool evu_ring_enter_loop(struct evu_ring *r)
 {
 	pthread_t self = pthread_self();
 
+	if (r->pid != getpid() ||
+	    (r->defer && r->enabled && !pthread_equal(r->submitter, self))) {
+		evu_ring_retire(r);
+		return false;
+	}
 	/* The thread running our callbacks is the loop thread: submissions
 	 * belong there, since io_uring runs request work in the submitter. */
 	if (!r->loop_tid_known || !pthread_equal(r->loop_tid, self)) {
@@ -200,7 +337,23 @@ void evu_ring_enter_loop(struct evu_ring *r)
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&r->loop_tid_known, true, __ATOMIC_RELEASE);
 	}
+	if (!r->enabled) {
+		int ret = evu_ring_enable(r);
+
+		if (ret < 0)
+			evu_warn("evuring: cannot enable ring fd %d: %s", r->uring.ring_fd,
+				 strerror(-ret));
+		r->submitter = self;
+		r->enabled = true;
+	}
 	r->busy++;
+	return true;
+}
+
+bool evu_ring_can_submit(struct evu_ring *r)
+{
+	/* A defer ring belongs to the thread that enabled it. */
+	return !r->defer || (r->enabled && pthread_equal(r->submitter, pthread_self()));
 }
 
 void evu_ring_leave_loop(struct evu_ring *r)
@@ -211,7 +364,11 @@ void evu_ring_leave_loop(struct evu_ring *r)
 
 struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	struct io_uring_sqe *sqe;
+
+	if (!evu_ring_can_submit(r))
+		return NULL;
+	sqe = io_uring_get_sqe(&r->uring);
 
 	if (!sqe) {
 		evu_ring_submit(r);
@@ -251,12 +408,14 @@ int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit)
 		reg.timeout.tv_sec = -1;
 		reg.timeout.tv_nsec = -1;
 		ret = io_uring_register_sync_cancel(&r->uring, &reg);
+		if (ret == -EEXIST)
+			return -EAGAIN; /* single-issuer ring, not its thread */
 		if (ret != -EINVAL)
 			return ret == -ENOENT || ret == -EALREADY ? 0 : ret;
 		r->has_sync_cancel = false;
 	}
 #endif
-	if (!may_submit)
+	if (!may_submit || !evu_ring_can_submit(r))
 		return -EAGAIN;
 	sqe = evu_ring_get_sqe(r);
 	if (!sqe)
@@ -264,6 +423,26 @@ int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit)
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)user_data, 0);
 	io_uring_sqe_set_data(sqe, NULL);
 	return evu_ring_submit(r);
+}
+
+/*
+ * DEFER_TASKRUN: run the queued accept work. While it runs, the completions
+ * it posts would signal the eventfd again (a spurious wakeup per batch), so
+ * CQE notifications are off meanwhile; work queued in that window is seen
+ * through IORING_SQ_TASKRUN, re-checked after they are back on.
+ */
+static void evu_ring_run_work(struct evu_ring *r)
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned sqf = IO_URING_READ_ONCE(*r->uring.sq.kflags);
+
+		if (!(sqf & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+			return;
+		io_uring_cq_eventfd_toggle(&r->uring, false);
+		io_uring_get_events(&r->uring);
+		io_uring_cq_eventfd_toggle(&r->uring, true);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
 }
 
 void evu_ring_reap(struct evu_ring *r, bool deliver)
@@ -279,8 +458,14 @@ void evu_ring_reap(struct evu_ring *r, bool deliver)
 		/* peek flushes overflowed CQEs and deferred task work itself
 		 * when the CQ looks empty, so the fd never stays readable
 		 * with nothing to reap. */
-		unsigned n = io_uring_peek_batch_cqe(&r->uring, cqes, EVU_REAP_BATCH);
+		unsigned n;
 
+		if (r->defer) {
+			if (!evu_ring_can_submit(r))
+				break; /* only the submitter may run its work */
+			evu_ring_run_work(r);
+		}
+		n = io_uring_peek_batch_cqe(&r->uring, cqes, EVU_REAP_BATCH);
 		if (n == 0)
 			break;
 		/* Copy out before running callbacks: they may free listeners. */

@@ -72,16 +72,17 @@ static void evu_ulev_cancel(struct evu_ulev *ul)
 }
 
 /* Ask for arm/stash delivery: now if we are the loop thread and nothing is
- * stashed, else through arm_ev in the loop thread. */
-static void evu_ulev_request_arm(struct evu_ulev *ul)
+ * stashed, else through arm_ev in the loop thread. Returns true if an SQE
+ * was prepared here (the caller or the reaper submits it). */
+static bool evu_ulev_request_arm(struct evu_ulev *ul)
 {
 	if (ul->inflight || ul->backing_off)
-		return;
-	if (ul->nstash == ul->stash_head && evu_ring_in_loop_thread(ul->ring)) {
-		if (evu_ulev_arm(ul) == 0)
-			return; /* submitted by the caller or the reaper */
-	}
+		return false;
+	if (ul->nstash == ul->stash_head && evu_ring_in_loop_thread(ul->ring) &&
+	    evu_ulev_arm(ul) == 0)
+		return true;
 	event_active(ul->arm_ev, EV_READ, 0);
+	return false;
 }
 
 static void evu_ulev_stash(struct evu_ulev *ul, int fd)
@@ -169,7 +170,8 @@ static void evu_ulev_on_error(struct evu_ulev *ul, int err, bool final)
 
 	if (err == ECANCELED)
 		return;
-	if (err == EINVAL && !ul->proven && final) {
+	if (err == EINVAL && !ul->proven && final &&
+	    evu_backend_forced() != EVURING_BACKEND_URING) {
 		/* Multishot accept refused on the first arm: an old kernel, or
 		 * a socket that is not listening. The event backend behaves
 		 * exactly as libevent in both cases. */
@@ -188,14 +190,11 @@ static void evu_ulev_on_error(struct evu_ulev *ul, int err, bool final)
 
 static void evu_ulev_free_now(struct evu_ulev *ul, struct evconnlistener *lev_to_release)
 {
-	struct evu_ring *r = ul->ring;
-
-	evu_ring_set_interest(r, ul, false);
+	evu_ring_release(ul);
 	free(ul->stash);
 	free(ul);
 	if (lev_to_release)
 		evu_listener_release(lev_to_release);
-	evu_ring_release(r);
 }
 
 static void evu_ulev_finalize_ul(struct event *ev, void *arg)
@@ -298,15 +297,24 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evu_ulev *ul = arg;
 	struct evconnlistener *lev = ul->lev;
-	struct evu_ring *r = ul->ring;
+	struct evu_ring *r;
 
-	evu_ring_enter_loop(r);
 	evu_lock(lev);
 	if (lev->freed) {
 		evu_unlock(lev);
-		evu_ring_leave_loop(r);
 		return;
 	}
+	evu_unlock(lev);
+	r = ul->ring;
+	if (!evu_ring_enter_loop(r)) {
+		/* migrated to a ring of this thread, or to the event backend */
+		if (lev->ops != &evu_uring_ops || lev->backend != ul)
+			return;
+		r = ul->ring;
+		if (!evu_ring_enter_loop(r))
+			return;
+	}
+	evu_lock(lev);
 	ul->backing_off = false;
 	lev->refcnt++;
 	evu_ulev_flush_stash(ul);
@@ -330,12 +338,21 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 
 static int evu_uring_attach(struct evconnlistener *lev)
 {
-	struct evu_ulev *ul = calloc(1, sizeof(*ul));
+	struct evu_ulev *ul;
+	int listening = 0;
+	socklen_t len = sizeof(listening);
 	int ret;
 
+	/* A socket that is not listening (libevent accepts one, and reports
+	 * accept's error once it is readable) behaves exactly like libevent
+	 * on the event backend; unless io_uring was demanded, use that. */
+	if ((getsockopt(lev->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+	     !listening) && evu_backend_forced() != EVURING_BACKEND_URING)
+		return -ENOTCONN;
+	ul = calloc(1, sizeof(*ul));
 	if (!ul)
 		return -ENOMEM;
-	ret = evu_ring_acquire(lev->base, &ul->ring);
+	ret = evu_ring_acquire(lev->base, ul);
 	if (ret < 0)
 		goto fail_free;
 	ul->arm_ev = event_new(lev->base, -1, 0, evu_ulev_arm_cb, ul);
@@ -348,7 +365,7 @@ static int evu_uring_attach(struct evconnlistener *lev)
 	return 0;
 
 fail_release:
-	evu_ring_release(ul->ring);
+	evu_ring_release(ul);
 fail_free:
 	free(ul);
 	return ret;
@@ -364,8 +381,7 @@ static int evu_uring_start(struct evconnlistener *lev)
 		 * reaper re-arms then. */
 		return 0;
 	}
-	evu_ulev_request_arm(ul);
-	if (ul->ring->sq_pending && ul->ring->busy == 0)
+	if (evu_ulev_request_arm(ul) && ul->ring->busy == 0)
 		return evu_ring_submit(ul->ring);
 	return 0;
 }
@@ -412,6 +428,33 @@ static bool evu_uring_destroy(struct evconnlistener *lev)
 	}
 	lev->backend = NULL;
 	return evu_ulev_free(ul, true);
+}
+
+void evu_ulev_migrate(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+
+	evu_lock(lev);
+	ul->inflight = false; /* abandoned: the old ring's close cancels it */
+	ul->cancelled = false;
+	evu_ring_detach(ul);
+	if (ul->release_pending) {
+		evu_unlock(lev);
+		if (evu_ulev_free(ul, true))
+			evu_listener_release(lev);
+		return;
+	}
+	if (evu_ring_acquire(lev->base, ul) < 0) {
+		/* no new ring (memory, limits): the event backend takes over */
+		evu_ulev_free_detached(ul, lev->lock != NULL);
+		evu_switch_to_event(lev);
+		evu_unlock(lev);
+		return;
+	}
+	evu_ulev_update_interest(ul);
+	if (evu_wants_accept(lev))
+		event_active(ul->arm_ev, EV_READ, 0);
+	evu_unlock(lev);
 }
 
 const struct evu_backend_ops evu_uring_ops = {

@@ -23,6 +23,7 @@ struct evu_ring;
 struct evu_ulev {
 	struct evconnlistener *lev;
 	struct evu_ring *ring;
+	struct evu_ulev *ring_next;  /* the ring's list of listener states */
 	struct event *arm_ev;     /* activated: arm / deliver stash in the loop thread */
 	struct event *backoff_ev; /* re-arm after a non-retriable error */
 	int *stash;               /* accepted while disabled: delivered on enable */
@@ -41,7 +42,13 @@ struct evu_ulev {
 struct evu_ring {
 	struct io_uring uring;
 	struct event_base *base;
-	struct event *ring_ev;    /* persistent read on the ring fd */
+	/* Wakeup: with DEFER_TASKRUN a registered eventfd (edge-triggered),
+	 * else the ring fd itself; a persistent read event in the base. */
+	struct event *ring_ev;
+	int evfd;                 /* -1 unless defer */
+	bool defer;               /* DEFER_TASKRUN: work runs only when we ask */
+	bool enabled;             /* defer rings start disabled: the loop thread enables */
+	pthread_t submitter;      /* defer: the only thread that may enter the ring */
 	pthread_mutex_t mu;       /* n_attached, n_interest, ev_added, loop_tid */
 	pthread_t loop_tid;
 	bool loop_tid_known;
@@ -54,17 +61,22 @@ struct evu_ring {
 	unsigned sq_pending;      /* SQEs prepared but not submitted */
 	uint64_t batch_seq;
 	pid_t pid;
+	struct evu_ulev *ulevs;   /* attached listener states (under mu) */
 	struct evu_ring *next;
 };
 
 /* ring.c */
-EVU_HIDDEN int evu_ring_acquire(struct event_base *base, struct evu_ring **out);
-EVU_HIDDEN void evu_ring_release(struct evu_ring *r);
+EVU_HIDDEN int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul);
+EVU_HIDDEN void evu_ring_release(struct evu_ulev *ul);
+/* Take ul off its ring without tearing the ring down; ul->ring = NULL.
+ * Returns true if it was the ring's last listener state. */
+EVU_HIDDEN bool evu_ring_detach(struct evu_ulev *ul);
 EVU_HIDDEN void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul,
 				      bool interest);
 EVU_HIDDEN bool evu_ring_in_loop_thread(struct evu_ring *r);
-EVU_HIDDEN void evu_ring_enter_loop(struct evu_ring *r);
+EVU_HIDDEN bool evu_ring_enter_loop(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_leave_loop(struct evu_ring *r);
+EVU_HIDDEN bool evu_ring_can_submit(struct evu_ring *r);
 EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
 EVU_HIDDEN int evu_ring_submit(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_reap(struct evu_ring *r, bool deliver);
@@ -73,8 +85,12 @@ EVU_HIDDEN int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_sub
 /* uring-backend.c: one completion for a listener's request. */
 EVU_HIDDEN void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags,
 				bool deliver);
+/* uring-backend.c: move a listener state to a new ring of its base (its
+ * request on the old ring is abandoned). Loop thread only. */
+EVU_HIDDEN void evu_ulev_migrate(struct evu_ulev *ul);
 
-/* Ring setup flags to try, best first (probe.c). */
-EVU_HIDDEN unsigned evu_ring_setup_flags(void);
+/* Ring setup mode from EVURING_RING_FLAGS (probe.c): see ring.c. */
+enum evu_ring_mode { EVU_RING_DEFER, EVU_RING_COOP, EVU_RING_PLAIN };
+EVU_HIDDEN enum evu_ring_mode evu_ring_mode_wanted(void);
 
 #endif /* EVU_URING_H */
