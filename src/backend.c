@@ -48,19 +48,20 @@ int evu_backend_forced(void)
 	return v;
 }
 
-const struct evu_backend_ops *evu_backend_choose(int *err)
+const struct evu_backend_ops *evu_backend_choose(int *err, const char **why)
 {
-	const char *why = NULL;
 	int forced = evu_backend_forced();
 	int probe;
 
-	if (forced == EVURING_BACKEND_EVENT)
+	if (forced == EVURING_BACKEND_EVENT) {
+		*why = "event backend requested (EVURING_BACKEND or evuring_set_backend)";
 		return &evu_event_ops;
-	probe = evu_uring_probe(&why);
+	}
+	probe = evu_uring_probe(why);
 	if (probe == 0)
 		return &evu_uring_ops;
 	if (forced == EVURING_BACKEND_URING) {
-		evu_warn("EVURING_BACKEND=uring but io_uring multishot accept is unavailable: %s", why);
+		evu_warn("evuring: io_uring backend requested but unavailable: %s", *why);
 		*err = probe;
 		return NULL;
 	}

@@ -120,9 +120,9 @@ static inline bool evu_accept_err_retriable(int err)
 /* --- backend choice (src/backend.c) --- */
 
 /* The backend for a new listener: explicit override, cached probe, fallback.
- * Returns NULL with *err set (-errno) only when io_uring was demanded but is
- * unavailable. */
-EVU_HIDDEN const struct evu_backend_ops *evu_backend_choose(int *err);
+ * *why says why. Returns NULL with *err set (-errno) only when io_uring was
+ * demanded but is unavailable. */
+EVU_HIDDEN const struct evu_backend_ops *evu_backend_choose(int *err, const char **why);
 /* The user's explicit choice (env or evuring_set_backend), or AUTO. */
 EVU_HIDDEN int evu_backend_forced(void);
 

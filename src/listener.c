@@ -95,6 +95,7 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 {
 	const struct evu_backend_ops *ops;
 	struct evconnlistener *lev;
+	const char *why = "";
 	int err = 0;
 
 	if (!base || fd < 0) {
@@ -109,7 +110,7 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 			return NULL;
 	}
 
-	ops = evu_backend_choose(&err);
+	ops = evu_backend_choose(&err, &why);
 	if (!ops) {
 		errno = -err;
 		return NULL;
@@ -144,14 +145,15 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 		 * it alone); unless io_uring was demanded, fall back. */
 		if (ops == &evu_event_ops || evu_backend_forced() == EVURING_BACKEND_URING)
 			goto fail;
-		evu_debug("listener fd %d: io_uring backend not used (%s); using event backend",
-			  fd, err == -ENOTCONN ? "socket is not listening" : strerror(-err));
+		why = err == -ENOTCONN ? "socket is not listening: libevent's behaviour needs the event backend"
+				       : "no io_uring ring for this event_base";
+		evu_debug("listener fd %d: io_uring backend not used (%s)", fd, strerror(-err));
 		lev->ops = ops = &evu_event_ops;
 		err = ops->attach(lev);
 		if (err)
 			goto fail;
 	}
-	evu_debug("listener fd %d: %s backend", fd, ops->name);
+	evu_debug("listener fd %d: %s backend (%s)", fd, ops->name, why);
 
 	if (evu_wants_accept(lev)) {
 		err = ops->start(lev);
