@@ -15,6 +15,28 @@
 
 static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg);
 
+#ifndef IORING_NOP_INJECT_RESULT
+#define IORING_NOP_INJECT_RESULT (1U << 0) /* kernel 6.9+, not in liburing 2.3 */
+#endif
+
+/*
+ * Test-only fault: EVURING_TEST_FAULT=first-arm-einval makes the kernel
+ * answer a listener's first arm with -EINVAL (an injected NOP result), as a
+ * kernel without multishot accept would, to prove the switch to the event
+ * backend loses nothing. Read once; never set in production.
+ */
+static bool evu_fault_first_arm(void)
+{
+	static int state = -1;
+
+	if (state < 0) {
+		const char *v = getenv("EVURING_TEST_FAULT");
+
+		state = v && !strcmp(v, "first-arm-einval");
+	}
+	return state;
+}
+
 /* The connection's own peer address. getpeername() refuses a connection
  * the peer already reset; SO_PEERNAME still reports it, as accept() would. */
 static int evu_peer_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
@@ -47,7 +69,14 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_multishot_accept(sqe, lev->fd, NULL, NULL, lev->accept_flags);
+	if (!ul->proven && evu_fault_first_arm()) {
+		io_uring_prep_nop(sqe);
+		sqe->rw_flags = IORING_NOP_INJECT_RESULT;
+		sqe->len = (__u32)-EINVAL;
+		ul->fault_armed = true;
+	} else {
+		io_uring_prep_multishot_accept(sqe, lev->fd, NULL, NULL, lev->accept_flags);
+	}
 	io_uring_sqe_set_data(sqe, ul);
 	ul->inflight = true;
 	ul->cancelled = false;
@@ -246,6 +275,10 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 	bool final = !(flags & IORING_CQE_F_MORE);
 
 	evu_lock(lev);
+	if (ul->fault_armed) { /* an older kernel's NOP gives 0, never an fd */
+		ul->fault_armed = false;
+		res = -EINVAL;
+	}
 	if (final)
 		ul->inflight = false;
 	if (lev->freed) {

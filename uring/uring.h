@@ -35,6 +35,7 @@ struct evu_ulev {
 	bool backing_off;
 	bool release_pending;     /* listener destroyed: release at final CQE */
 	bool switched;            /* handed over to the event backend */
+	bool fault_armed;         /* test fault injection (EVURING_TEST_FAULT) */
 	unsigned stash_head;
 	bool interest;            /* counted in ring->n_interest */
 };
