@@ -1,0 +1,826 @@
+#!/usr/bin/env python3
+"""Side-by-side accept-storm benchmark of evuring (runner).
+
+Runs every server variant against the same client load, in interleaved
+rounds (variant order rotated each round), on loopback only:
+server pinned to one CPU, client threads to the other, so the server wakes
+per connection. Figures per run: server CPU time (getrusage user+sys) per
+accepted connection in the measured window, accepted conn/s, and accept
+latency (client's connect() returning -> server's accept callback, both on
+CLOCK_MONOTONIC, joined exactly by the client's source port). The overload
+mode adds fixed busy work per connection and reports accept-queue drops
+(TcpExt ListenDrops/ListenOverflows deltas) and connect() latency.
+
+Output: a progress line on stderr, tables on stdout, a JSON file with every
+run's raw figures and the medians, and a PNG plot drawn by gnuplot.
+
+Needs only the Python standard library (python3 >= 3.7) and, for the plot,
+gnuplot (Debian: gnuplot-nox).
+"""
+
+import argparse
+import datetime
+import fcntl
+import hashlib
+import json
+import math
+import mmap
+import os
+import platform
+import select
+import shutil
+import socket
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
+                "raw-uring", "raw-uring-gpn", "floor", "accept4"]
+ALL_MODES = ["accept-close", "write-close", "overload"]
+NEEDS_EVURING = {"evuring", "preload", "fallback"}
+# Variants whose callback cannot know the peer port (no latency join).
+NO_LATENCY = {"raw-uring"}
+EXPECTED_BACKEND = {
+    "libevent": "libevent", "evuring": "uring", "preload": "uring",
+    "fallback": "event", "raw-uring": "raw-uring",
+    "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "accept4": "accept4",
+}
+KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"),
+              ("fallback", "libevent"), ("preload", "libevent")]
+
+STORM_MAGIC = 0x4d524f5453555645
+PORTS = 65536
+HDR_WORDS = 512
+SHM_SIZE = 8 * (HDR_WORDS + 3 * PORTS)
+PORT_BASE = 10000          # client source ports: PORT_BASE..PORT_LAST
+PORT_LAST = 32767          # (below the ephemeral range the servers listen in)
+NETSTAT_KEYS = ["ListenOverflows", "ListenDrops", "TCPReqQFullDrop",
+                "SyncookiesSent", "TCPTimeouts", "TCPTimeWaitOverflow", "TW"]
+
+
+# ------------------------------------------------------------ utilities ---
+
+TTY = sys.stderr.isatty()
+
+
+def log(msg):
+    sys.stderr.write(("\r\033[K" if TTY else "") + msg + "\n")
+    sys.stderr.flush()
+
+
+class Progress:
+    def __init__(self, total, enabled):
+        self.total = total
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.enabled = enabled
+        self.last = None
+
+    def show(self, text):
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.t0
+        eta = ""
+        if self.done:
+            rest = elapsed / self.done * (self.total - self.done)
+            eta = " eta %dm%02ds" % (rest // 60, rest % 60)
+        line = "[%3d/%d %dm%02ds%s] %s" % (
+            self.done, self.total, elapsed // 60, elapsed % 60, eta, text)
+        if TTY:
+            sys.stderr.write("\r\033[K" + line)
+        elif text != self.last:
+            sys.stderr.write(line + "\n")  # not a terminal: one line per round
+        self.last = text
+        sys.stderr.flush()
+
+    def finish(self):
+        if self.enabled and TTY:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def read_netstat():
+    out = {}
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for i in range(0, len(lines) - 1, 2):
+        names, values = lines[i].split(), lines[i + 1].split()
+        if names and names[0] == "TcpExt:":
+            for k, v in zip(names[1:], values[1:]):
+                if k in NETSTAT_KEYS:
+                    out[k] = int(v)
+    return out
+
+
+def percentile(sorted_vals, q):
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_vals:
+        return None
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q / 100.0 * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+def median(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=2, width=8):
+    if v is None:
+        return "-".rjust(width)
+    if isinstance(v, float) and abs(v) >= 10000:
+        return ("%.0f" % v).rjust(width)
+    return ("%.*f" % (digits, v)).rjust(width)
+
+
+def machine_info(paths):
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "kernel_version": platform.version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for name, cmd in (("libevent", ["pkg-config", "--modversion", "libevent"]),
+                      ("liburing", ["pkg-config", "--modversion", "liburing"])):
+        try:
+            info[name] = subprocess.run(cmd, capture_output=True, text=True,
+                                        timeout=5).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            info[name] = None
+    for key in ("somaxconn", "tcp_tw_reuse", "tcp_syncookies", "tcp_max_syn_backlog"):
+        for base in ("/proc/sys/net/core/", "/proc/sys/net/ipv4/"):
+            try:
+                with open(base + key) as f:
+                    info["sysctl_" + key] = f.read().strip()
+                break
+            except OSError:
+                pass
+    lib = paths.get("libevuring")
+    if lib and os.path.exists(lib):
+        with open(lib, "rb") as f:
+            info["libevuring_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        rev = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        info["git_head"] = rev.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_head"] = None
+    return info
+
+
+# ---------------------------------------------------------- one run ---
+
+class Shm:
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self.fd, SHM_SIZE)
+        self.map = mmap.mmap(self.fd, SHM_SIZE)
+        self.words = memoryview(self.map).cast("Q")
+
+    def reset(self):
+        # Zero everything (servers and client zero their own arrays as well).
+        self.map.seek(0)
+        self.map.write(bytes(SHM_SIZE))
+        self.words[0] = STORM_MAGIC
+
+    def join(self, port_first, port_last):
+        """Latency of the measured window's connections, in microseconds."""
+        w = self.words
+        start, end = w[1], w[2]
+        srv0, cs0, ce0 = HDR_WORDS, HDR_WORDS + PORTS, HDR_WORDS + 2 * PORTS
+        srv = w[srv0 + port_first: srv0 + port_last + 1].tolist()
+        cs = w[cs0 + port_first: cs0 + port_last + 1].tolist()
+        ce = w[ce0 + port_first: ce0 + port_last + 1].tolist()
+        acc, conn = [], []
+        for s, a, b in zip(srv, cs, ce):
+            if s and b and start < s <= end:
+                acc.append((s - b) / 1000.0)
+                conn.append((b - a) / 1000.0)
+        return acc, conn
+
+    def close(self):
+        self.words.release()
+        self.map.close()
+        os.close(self.fd)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def pin(cpu):
+    def f():
+        os.sched_setaffinity(0, {cpu})
+    return f
+
+
+def kill_quietly(proc, sig):
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_one(cfg, paths, shm, variant, mode):
+    """One server + one client run. Returns a dict of raw figures."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.pop("EVURING_BACKEND", None)
+    opt = ""
+    if variant == "libevent":
+        binary = paths["server_libevent"]
+    elif variant == "evuring":
+        binary = paths["server_evuring"]
+        env["EVURING_BACKEND"] = "uring"
+    elif variant == "preload":
+        binary = paths["server_libevent"]
+        env["LD_PRELOAD"] = paths["libevuring"]
+        env["EVURING_BACKEND"] = "uring"
+    elif variant == "fallback":
+        binary = paths["server_evuring"]
+        env["EVURING_BACKEND"] = "event"
+    elif variant == "raw-uring":
+        binary = paths["server_raw_uring"]
+    elif variant == "raw-uring-gpn":
+        binary = paths["server_raw_uring"]
+        opt = "gpn"
+    elif variant == "floor":
+        binary = paths["server_floor"]
+        opt = cfg.floor_opt
+    elif variant == "accept4":
+        binary = paths["server_accept4"]
+    else:
+        raise ValueError(variant)
+
+    overload = mode == "overload"
+    measured = cfg.overload_connections if overload else cfg.connections
+    warmup = cfg.overload_warmup if overload else cfg.warmup
+    total = measured + warmup
+    work_us = cfg.work_us if overload else 0.0
+    write_bytes = cfg.write_bytes if mode == "write-close" else 0
+    timeout = cfg.run_timeout
+
+    shm.reset()
+    # Let the previous run's teardown (socket frees, io_uring ring exit work in
+    # kworkers) finish before this run starts.
+    time.sleep(cfg.settle)
+    problems = []
+    server_cmd = [binary, "--shm", shm.path, "--warmup", str(warmup),
+                  "--measured", str(measured),
+                  "--backlog", str(cfg.overload_backlog if overload else cfg.backlog),
+                  "--work-us", str(work_us), "--timeout", str(timeout)]
+    if opt:
+        server_cmd += ["--opt", opt]
+    client_cmd = [paths["client"], "--shm", shm.path, "--count", str(total),
+                  "--threads", str(cfg.threads), "--port-base", str(PORT_BASE),
+                  "--port-last", str(PORT_LAST), "--write", str(write_bytes),
+                  "--timeout", str(timeout - 5)]
+
+    net0 = read_netstat()
+    server = subprocess.Popen(server_cmd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, preexec_fn=pin(cfg.server_cpu))
+    client = None
+    server_out = server_err = ""
+    client_out = client_err = ""
+    try:
+        # Wait for "READY <port>".
+        port = None
+        ready, _, _ = select.select([server.stdout], [], [], 10)
+        if ready:
+            line = server.stdout.readline().decode(errors="replace").strip()
+            if line.startswith("READY "):
+                port = int(line.split()[1])
+        if port is None:
+            problems.append("server did not become ready")
+            kill_quietly(server, signal.SIGKILL)
+        else:
+            client = subprocess.Popen(client_cmd + ["--port", str(port)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      preexec_fn=pin(cfg.client_cpu))
+            try:
+                co, ce = client.communicate(timeout=timeout + 5)
+            except subprocess.TimeoutExpired:
+                problems.append("client did not finish; killed")
+                kill_quietly(client, signal.SIGKILL)
+                co, ce = client.communicate()
+            client_out, client_err = co.decode(errors="replace"), ce.decode(errors="replace")
+            # The server should finish by itself once the queue drains.
+            try:
+                server.wait(timeout=cfg.grace)
+            except subprocess.TimeoutExpired:
+                problems.append("server short of its count %.0fs after the client ended; "
+                                "stopped with SIGUSR1" % cfg.grace)
+                kill_quietly(server, signal.SIGUSR1)
+                try:
+                    server.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    problems.append("server hung; killed")
+                    kill_quietly(server, signal.SIGKILL)
+        so, se = server.communicate(timeout=10)
+        server_out, server_err = so.decode(errors="replace"), se.decode(errors="replace")
+    finally:
+        for p in (client, server):
+            if p is not None and p.poll() is None:
+                kill_quietly(p, signal.SIGKILL)
+                p.wait()
+    net1 = read_netstat()
+
+    srv = None
+    for line in server_out.splitlines():
+        if line.startswith("{"):
+            try:
+                srv = json.loads(line)
+            except ValueError:
+                pass
+    cli = None
+    for line in client_out.splitlines():
+        if line.startswith("{"):
+            try:
+                cli = json.loads(line)
+            except ValueError:
+                pass
+    if srv is None:
+        problems.append("no server result (exit %s): %s" % (server.returncode,
+                                                            server_err.strip()[-300:]))
+    if cli is None and client is not None:
+        problems.append("no client result (exit %s): %s" % (client.returncode,
+                                                            client_err.strip()[-300:]))
+
+    run = {"variant": variant, "mode": mode, "warmup": warmup, "measured": measured,
+           "work_us": work_us, "write_bytes": write_bytes,
+           "server": srv, "client": cli,
+           "server_stderr": server_err.strip()[-2000:] or None,
+           "netstat_delta": {k: net1.get(k, 0) - net0.get(k, 0) for k in NETSTAT_KEYS},
+           "problems": problems}
+
+    metrics = {}
+    if srv:
+        n = srv.get("window_conns", 0)
+        cpu = srv["cpu_user_us"] + srv["cpu_sys_us"]
+        if n:
+            metrics["cpu_us_per_conn"] = cpu / n
+            metrics["user_us_per_conn"] = srv["cpu_user_us"] / n
+            metrics["sys_us_per_conn"] = srv["cpu_sys_us"] / n
+            metrics["ctxsw_per_conn"] = (srv["vol_ctxsw"] + srv["invol_ctxsw"]) / n
+            if srv["wall_us"] > 0:
+                metrics["conn_per_s"] = n / srv["wall_us"] * 1e6
+        if n != measured:
+            problems.append("server measured %d connections, expected %d%s" % (
+                n, measured, " (timed out)" if srv.get("timed_out") else ""))
+        want = EXPECTED_BACKEND[variant]
+        if srv.get("backend") != want:
+            problems.append("ran on backend %r, expected %r" % (srv.get("backend"), want))
+        if srv.get("accept_errors"):
+            problems.append("%d accept errors" % srv["accept_errors"])
+    if cli and cli.get("connected") != total:
+        problems.append("client connected %s of %d" % (cli.get("connected"), total))
+
+    acc, conn = shm.join(PORT_BASE, PORT_LAST)
+    if variant not in NO_LATENCY and srv and srv.get("window_conns"):
+        if len(acc) != srv["window_conns"]:
+            problems.append("latency join matched %d of %d measured connections" % (
+                len(acc), srv["window_conns"]))
+        acc.sort()
+        metrics["lat_matched"] = len(acc)
+        for q, name in ((50, "p50"), (99, "p99"), (99.9, "p999")):
+            metrics["lat_%s_us" % name] = percentile(acc, q)
+        metrics["lat_max_us"] = acc[-1] if acc else None
+        metrics["lat_negative"] = sum(1 for v in acc if v < 0)
+    conn.sort()
+    for q, name in ((50, "p50"), (99, "p99"), (99.9, "p999")):
+        metrics["connect_%s_us" % name] = percentile(conn, q)
+    metrics["connect_max_us"] = conn[-1] if conn else None
+    metrics["listen_drops"] = run["netstat_delta"].get("ListenDrops", 0)
+    metrics["listen_overflows"] = run["netstat_delta"].get("ListenOverflows", 0)
+    run["metrics"] = metrics
+    run["valid"] = not problems
+    return run
+
+
+# ---------------------------------------------------------- summary ---
+
+MEDIAN_KEYS = ["cpu_us_per_conn", "user_us_per_conn", "sys_us_per_conn",
+               "ctxsw_per_conn", "conn_per_s", "lat_p50_us", "lat_p99_us",
+               "lat_p999_us", "connect_p50_us", "connect_p99_us", "connect_p999_us",
+               "listen_drops", "listen_overflows"]
+
+
+def summarize(runs, variants, modes):
+    medians, ratios = {}, {}
+    for mode in modes:
+        medians[mode] = {}
+        for v in variants:
+            rs = [r for r in runs if r["mode"] == mode and r["variant"] == v]
+            if not rs:
+                continue
+            good = [r for r in rs if r["valid"]]
+            use = good if good else rs
+            m = {"rounds": len(rs), "valid_rounds": len(good)}
+            for k in MEDIAN_KEYS:
+                m[k] = median([r["metrics"].get(k) for r in use])
+            m["cpu_us_per_conn_min"] = min((r["metrics"].get("cpu_us_per_conn") for r in use
+                                            if r["metrics"].get("cpu_us_per_conn") is not None),
+                                           default=None)
+            m["cpu_us_per_conn_max"] = max((r["metrics"].get("cpu_us_per_conn") for r in use
+                                            if r["metrics"].get("cpu_us_per_conn") is not None),
+                                           default=None)
+            medians[mode][v] = m
+        ratios[mode] = {}
+        base = medians[mode].get("libevent", {}).get("cpu_us_per_conn")
+        for v, m in medians[mode].items():
+            m["cpu_ratio_to_libevent"] = (m["cpu_us_per_conn"] / base
+                                          if base and m["cpu_us_per_conn"] else None)
+        for a, b in KEY_RATIOS:
+            ma, mb = medians[mode].get(a), medians[mode].get(b)
+            if not ma or not mb or not ma["cpu_us_per_conn"] or not mb["cpu_us_per_conn"]:
+                continue
+            # Paired per round: both variants ran in the same round.
+            paired = []
+            for rnd in sorted({r["round"] for r in runs if r["mode"] == mode}):
+                ra = [r for r in runs if r["mode"] == mode and r["round"] == rnd
+                      and r["variant"] == a and r["valid"]]
+                rb = [r for r in runs if r["mode"] == mode and r["round"] == rnd
+                      and r["variant"] == b and r["valid"]]
+                if ra and rb and rb[0]["metrics"].get("cpu_us_per_conn"):
+                    paired.append(ra[0]["metrics"]["cpu_us_per_conn"] /
+                                  rb[0]["metrics"]["cpu_us_per_conn"])
+            ratios[mode]["%s/%s" % (a, b)] = {
+                "cpu_ratio_of_medians": ma["cpu_us_per_conn"] / mb["cpu_us_per_conn"],
+                "cpu_ratio_paired_median": median(paired),
+                "cpu_ratio_paired_min": min(paired) if paired else None,
+                "cpu_ratio_paired_max": max(paired) if paired else None,
+                "p99_ratio_of_medians": (ma["lat_p99_us"] / mb["lat_p99_us"]
+                                         if ma.get("lat_p99_us") and mb.get("lat_p99_us")
+                                         else None),
+            }
+    return medians, ratios
+
+
+def print_tables(cfg, medians, ratios, modes, variants, out):
+    for mode in modes:
+        ov = mode == "overload"
+        n = cfg.overload_connections if ov else cfg.connections
+        w = cfg.overload_warmup if ov else cfg.warmup
+        desc = {"accept-close": "client connects and closes; server accepts and closes",
+                "write-close": "client writes %d bytes before closing; server just closes"
+                               % cfg.write_bytes,
+                "overload": "callback busy-works %.0f us per connection" % cfg.work_us}[mode]
+        out.write("\n== %s: %s\n   %d measured connections per run (+%d warm-up), "
+                  "%d rounds, %d client threads on CPU %d, server on CPU %d, backlog %d\n"
+                  % (mode, desc, n, w, cfg.rounds, cfg.threads, cfg.client_cpu,
+                     cfg.server_cpu, cfg.overload_backlog if ov else cfg.backlog))
+        hdr = "%-14s %9s %6s %9s %9s %9s %9s" % (
+            "variant", "CPU us/c", "x lev", "conn/s", "p50 us", "p99 us", "p999 us")
+        hdr += " %7s" % "drops"
+        if ov:
+            hdr += " %9s %9s" % ("conn p50", "conn p99")
+        hdr += "  ok"
+        out.write(hdr + "\n" + "-" * len(hdr) + "\n")
+        for v in variants:
+            m = medians.get(mode, {}).get(v)
+            if not m:
+                continue
+            line = "%-14s %s %s %s %s %s %s" % (
+                v, fmt(m["cpu_us_per_conn"], 2, 9), fmt(m["cpu_ratio_to_libevent"], 2, 6),
+                fmt(m["conn_per_s"], 0, 9), fmt(m["lat_p50_us"], 1, 9),
+                fmt(m["lat_p99_us"], 1, 9), fmt(m["lat_p999_us"], 1, 9))
+            line += " %s" % fmt(m["listen_drops"], 0, 7)
+            if ov:
+                line += " %s %s" % (fmt(m["connect_p50_us"], 0, 9),
+                                    fmt(m["connect_p99_us"], 0, 9))
+            line += "  %d/%d" % (m["valid_rounds"], m["rounds"])
+            out.write(line + "\n")
+        rs = ratios.get(mode, {})
+        if rs:
+            out.write("   CPU per connection ratios (ratio of medians; paired per-round "
+                      "median [min..max]):\n")
+            for a, b in KEY_RATIOS:
+                r = rs.get("%s/%s" % (a, b))
+                if not r:
+                    continue
+                out.write("     %-18s %5.3f   paired %s [%s..%s]\n" % (
+                    "%s/%s" % (a, b), r["cpu_ratio_of_medians"],
+                    fmt(r["cpu_ratio_paired_median"], 3, 5),
+                    fmt(r["cpu_ratio_paired_min"], 3, 0).strip(),
+                    fmt(r["cpu_ratio_paired_max"], 3, 0).strip()))
+    out.write("\nCPU us/c: server user+sys CPU per accepted connection (getrusage over the "
+              "measured window);\nx lev: ratio to libevent; p50/p99/p999: connect() return "
+              "-> accept callback (CLOCK_MONOTONIC);\ndrops: TcpExt ListenDrops delta per "
+              "run (accept queue full);\nconn p50/p99: client connect() duration;\n"
+              "ok: rounds without problems / rounds; all figures are medians over rounds.\n")
+    out.flush()
+
+
+def plot(cfg, medians, modes, variants, png_path):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        log("gnuplot not found (Debian: apt-get install gnuplot-nox): no plot")
+        return False
+    dat = png_path[:-4] + ".dat" if png_path.endswith(".png") else png_path + ".dat"
+    with open(dat, "w") as f:
+        f.write("# variant " + " ".join("cpu_" + m for m in modes) + " " +
+                " ".join("p99_" + m for m in modes) + "\n")
+        for v in variants:
+            if not any(v in medians.get(m, {}) for m in modes):
+                continue
+            row = [v]
+            for key in ("cpu_us_per_conn", "lat_p99_us"):
+                for m in modes:
+                    val = medians.get(m, {}).get(v, {}).get(key)
+                    row.append("NaN" if val is None or val <= 0 else "%.4f" % val)
+            f.write(" ".join(row) + "\n")
+    nm = len(modes)
+    cpu_cols = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, 2 + i, m)
+                         for i, m in enumerate(modes))
+    lat_cols = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, 2 + nm + i, m)
+                         for i, m in enumerate(modes))
+    script = """
+set terminal pngcairo size 1200,900 noenhanced font 'sans,10'
+set output '%(png)s'
+set datafile missing 'NaN'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+set xtics rotate by -20
+set multiplot layout 2,1 title 'evuring accept storm: %(title)s'
+set title 'server CPU per accepted connection (median of %(rounds)d rounds; overload includes %(work).0f us of busy work)'
+set ylabel 'CPU us / connection'
+set yrange [0:*]
+plot %(cpu)s
+set title 'accept latency p99: connect() return -> accept callback (log scale; raw-uring has no peer address)'
+set ylabel 'p99 latency, us'
+set logscale y
+set yrange [*:*]
+plot %(lat)s
+unset multiplot
+""" % {"png": png_path, "title": "%s, %d conns/run, %s" % (
+        platform.release(), cfg.connections,
+        datetime.date.today().isoformat()),
+       "rounds": cfg.rounds, "work": cfg.work_us, "cpu": cpu_cols, "lat": lat_cols}
+    try:
+        r = subprocess.run([gnuplot], input=script, text=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log("gnuplot failed: %s" % e)
+        return False
+    if r.returncode != 0 or not os.path.exists(png_path):
+        log("gnuplot failed: %s" % r.stderr.strip()[-500:])
+        return False
+    return True
+
+
+# ------------------------------------------------------- network namespace ---
+
+def netns_probe():
+    """Can we make a network namespace (root, util-linux unshare)?"""
+    if not shutil.which("unshare"):
+        return False
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def netns_setup(keep_timewait):
+    """Inside a fresh network namespace: bring loopback up and (unless told
+    otherwise) keep no TIME_WAIT sockets. Returns notes for the JSON."""
+    notes = {"netns": True}
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+        ifr = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, ifr)[:18])[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
+    finally:
+        s.close()
+    if not keep_timewait:
+        # Hundreds of thousands of TIME_WAIT sockets expire in bursts (the timer
+        # wheel batches 60 s timers), in softirq on the server's CPU: multi-ms
+        # stalls that overflow the accept queue at random. Without TIME_WAIT the
+        # closing side's socket is freed at once (TCPTimeWaitOverflow counts it).
+        with open("/proc/sys/net/ipv4/tcp_max_tw_buckets", "w") as f:
+            f.write("0\n")
+        notes["tcp_max_tw_buckets"] = 0
+    return notes
+
+
+# ---------------------------------------------------------------- main ---
+
+def find_paths(build):
+    for cand in (os.path.join(build, "bench", "storm-paths.json"),
+                 os.path.join(build, "storm-paths.json")):
+        if os.path.exists(cand):
+            with open(cand) as f:
+                return json.load(f), cand
+    return None, None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build", help="build directory (default: build)")
+    ap.add_argument("--out", default="bench-results", help="output directory")
+    ap.add_argument("--json", help="JSON file (default: OUT/storm.json)")
+    ap.add_argument("--png", help="plot file (default: OUT/storm.png)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 3 rounds, few connections (under a minute)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5; quick 3)")
+    ap.add_argument("--connections", type=int,
+                    help="measured connections per run (default 20000; quick 2000)")
+    ap.add_argument("--warmup", type=int, help="warm-up connections (default connections/10)")
+    ap.add_argument("--overload-connections", type=int,
+                    help="measured connections per overload run (default 4000; quick 800)")
+    ap.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    ap.add_argument("--backlog", type=int, default=4096,
+                    help="listen backlog in accept-close/write-close (default 4096: a few-ms "
+                         "stall of the server must not turn into 1 s SYN retries)")
+    ap.add_argument("--overload-backlog", type=int, default=128,
+                    help="listen backlog in overload mode (default 128, libevent's -1)")
+    ap.add_argument("--work-us", type=float, default=25.0,
+                    help="busy work per connection in overload mode (default 25)")
+    ap.add_argument("--write-bytes", type=int, default=16,
+                    help="bytes the client writes in write-close mode (default 16)")
+    ap.add_argument("--variants", default=",".join(ALL_VARIANTS))
+    ap.add_argument("--modes", default=",".join(ALL_MODES))
+    ap.add_argument("--floor-opt", default="coop", help="floor ring flags: coop or none")
+    ap.add_argument("--server-cpu", type=int, default=1)
+    ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--run-timeout", type=float, default=60.0,
+                    help="hard limit for one run, seconds (default 60)")
+    ap.add_argument("--grace", type=float, default=4.0,
+                    help="seconds the server may take after the client ends (default 4)")
+    ap.add_argument("--netns", choices=["auto", "on", "off"], default="auto",
+                    help="run in a private network namespace (needs root; default auto: "
+                         "when possible)")
+    ap.add_argument("--keep-timewait", action="store_true",
+                    help="in the namespace, keep TIME_WAIT sockets (default: none)")
+    ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--settle", type=float,
+                    help="pause before each run, seconds (default 0.3; quick 0.1)")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    cfg = ap.parse_args()
+
+    if cfg.rounds is None:
+        cfg.rounds = 3 if cfg.quick else 5
+    if cfg.settle is None:
+        cfg.settle = 0.1 if cfg.quick else 0.3
+    if cfg.connections is None:
+        cfg.connections = 2000 if cfg.quick else 20000
+    if cfg.warmup is None:
+        cfg.warmup = max(100, cfg.connections // 10)
+    if cfg.overload_connections is None:
+        cfg.overload_connections = 800 if cfg.quick else 4000
+    cfg.overload_warmup = max(100, cfg.overload_connections // 10)
+    span = PORT_LAST - PORT_BASE + 1 - 500  # leave room for failed binds/connects
+    for total in (cfg.connections + cfg.warmup,
+                  cfg.overload_connections + cfg.overload_warmup):
+        if total > span:
+            ap.error("at most %d connections per run (warm-up included): every connection "
+                     "of a run needs its own source port" % span)
+    if cfg.rounds < 1 or cfg.connections < 1:
+        ap.error("rounds and connections must be positive")
+    ncpu = os.cpu_count() or 1
+    if max(cfg.server_cpu, cfg.client_cpu) >= ncpu or cfg.server_cpu == cfg.client_cpu:
+        ap.error("need two distinct CPUs below %d for --server-cpu/--client-cpu" % ncpu)
+
+    netns_notes = {"netns": False}
+    if cfg.in_netns:
+        netns_notes = netns_setup(cfg.keep_timewait)
+    elif cfg.netns != "off":
+        if netns_probe():
+            argv = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:] + ["--in-netns"]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execvp("unshare", ["unshare", "--net", "--"] + argv)
+        if cfg.netns == "on":
+            sys.exit("storm: cannot create a network namespace (needs root and unshare)")
+        log("storm: no network namespace (not root?): running on the host's loopback, "
+            "TIME_WAIT sockets included")
+
+    paths, paths_file = find_paths(cfg.build)
+    if not paths:
+        sys.exit("storm: no storm-paths.json under %s (build the benchmarks first)" % cfg.build)
+    variants = [v for v in cfg.variants.split(",") if v]
+    modes = [m for m in cfg.modes.split(",") if m]
+    for v in variants:
+        if v not in ALL_VARIANTS:
+            ap.error("unknown variant %r (known: %s)" % (v, ", ".join(ALL_VARIANTS)))
+    for m in modes:
+        if m not in ALL_MODES:
+            ap.error("unknown mode %r (known: %s)" % (m, ", ".join(ALL_MODES)))
+    skipped = []
+    if not paths.get("server_evuring") or not paths.get("libevuring"):
+        skipped = [v for v in variants if v in NEEDS_EVURING]
+        if skipped:
+            log("storm: this build has no evuring library: skipping %s" % ", ".join(skipped))
+        variants = [v for v in variants if v not in NEEDS_EVURING]
+    if not variants:
+        sys.exit("storm: nothing to run")
+
+    os.makedirs(cfg.out, exist_ok=True)
+    json_path = cfg.json or os.path.join(cfg.out, "storm.json")
+    png_path = cfg.png or os.path.join(cfg.out, "storm.png")
+
+    # The runner itself stays off the server's CPU.
+    try:
+        os.sched_setaffinity(0, {cfg.client_cpu})
+    except OSError:
+        pass
+
+    meta = machine_info(paths)
+    meta.update(netns_notes)
+    meta["paths_file"] = os.path.abspath(paths_file)
+    meta["paths"] = paths
+    shm = Shm("/dev/shm/evuring-storm-%d" % os.getpid())
+    runs = []
+    total_runs = len(modes) * cfg.rounds * len(variants)
+    prog = Progress(total_runs, not cfg.no_progress)
+    interrupted = False
+
+    def on_term(sig, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    t_start = time.monotonic()
+    try:
+        for mode in modes:
+            for rnd in range(cfg.rounds):
+                k = rnd % len(variants)
+                order = variants[k:] + variants[:k]
+                for pos, v in enumerate(order):
+                    if TTY:
+                        prog.show("%s round %d/%d: %s" % (mode, rnd + 1, cfg.rounds, v))
+                    else:
+                        prog.show("%s round %d/%d" % (mode, rnd + 1, cfg.rounds))
+                    run = run_one(cfg, paths, shm, v, mode)
+                    run["round"] = rnd
+                    run["position"] = pos
+                    runs.append(run)
+                    prog.done += 1
+                    if run["problems"]:
+                        prog.finish()
+                        log("storm: %s %s round %d: %s" % (mode, v, rnd + 1,
+                                                          "; ".join(run["problems"])))
+    except KeyboardInterrupt:
+        interrupted = True
+        prog.finish()
+        log("storm: interrupted; reporting what ran")
+    finally:
+        shm.close()
+    prog.finish()
+
+    medians, ratios = summarize(runs, variants, modes)
+    result = {
+        "benchmark": "evuring accept storm",
+        "meta": meta,
+        "config": {k: v for k, v in vars(cfg).items()},
+        "variants": variants,
+        "skipped_variants": skipped,
+        "modes": modes,
+        "interrupted": interrupted,
+        "duration_s": round(time.monotonic() - t_start, 1),
+        "medians": medians,
+        "ratios": ratios,
+        "runs": runs,
+    }
+    with open(json_path, "w") as f:
+        json.dump(result, f, indent=1)
+
+    sys.stdout.write("evuring accept storm  %s  kernel %s  %s  (%d runs, %.0f s)\n" % (
+        meta["date"], meta["kernel"], meta.get("cpu_model", "?"), len(runs),
+        result["duration_s"]))
+    print_tables(cfg, medians, ratios, modes, variants, sys.stdout)
+    wrote = [json_path]
+    if not cfg.no_plot and plot(cfg, medians, modes, variants, png_path):
+        wrote.append(png_path)
+    sys.stdout.write("\nwrote %s\n" % ", ".join(wrote))
+    bad = sum(1 for r in runs if not r["valid"])
+    if bad:
+        sys.stdout.write("%d of %d runs had problems (see 'problems' in the JSON)\n"
+                         % (bad, len(runs)))
+    return 1 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
