@@ -2,9 +2,11 @@
 # Side-by-side accept-storm benchmark of evuring against libevent's listener
 # and hand-written floors (see bench/storm.py for what it measures).
 #
-# usage: scripts/bench.sh [--quick] [--rounds N] [--connections N] [--out DIR]
-#                         [--build DIR] [--micro] [-- more options for bench/storm.py]
+# usage: scripts/bench.sh [--no-setup] [--quick] [--rounds N] [--connections N]
+#                         [--out DIR] [--build DIR] [--micro] [-- more options for bench/storm.py]
 #
+# First installs the Debian packages it needs (scripts/setup-debian.sh)
+# unless --no-setup.
 # Builds build/ (Release) if it is missing, brings it up to date otherwise,
 # then runs the runner. Loopback only; server pinned to CPU 1, client to CPU 0.
 # --micro: run the Google Benchmark micro-benchmarks instead (JSON in OUT/).
@@ -17,11 +19,13 @@ build=build
 out=bench-results
 micro=0
 quick=0
+setup=1
 args=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) args+=(--quick); quick=1; shift ;;
     --micro) micro=1; shift ;;
+    --no-setup) setup=0; shift ;;
     --rounds|--connections|--out)
       [[ $# -ge 2 ]] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
       [[ $1 == --out ]] && out=$2
@@ -40,6 +44,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 cd "$here"
+if [[ $setup == 1 ]]; then
+  bash "$here/scripts/setup-debian.sh" >&2
+fi
 for tool in cmake python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
 done

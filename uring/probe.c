@@ -175,9 +175,32 @@ out:
 	evu_debug("io_uring probe: %s", evu_probe_why);
 }
 
+static void *evu_probe_thread(void *arg)
+{
+	(void)arg;
+	evu_probe_run();
+	return NULL;
+}
+
+/*
+ * Closing a ring makes the kernel send each thread that submitted to it a
+ * signal-like task-work notification, some time later: in the caller's
+ * thread it would make a blocking call with a timeout fail with EINTR. So
+ * the probe's ring lives and dies in a thread of its own.
+ */
+static void evu_probe_once_fn(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, evu_probe_thread, NULL) == 0)
+		pthread_join(t, NULL);
+	else
+		evu_probe_run();
+}
+
 int evu_uring_probe(const char **why)
 {
-	pthread_once(&evu_probe_once, evu_probe_run);
+	pthread_once(&evu_probe_once, evu_probe_once_fn);
 	if (why)
 		*why = evu_probe_why;
 	return evu_probe_result;
