@@ -53,7 +53,12 @@ int main(void)
 	CHECK(lev != NULL);
 	if (evuring_listener_backend(lev) != EVURING_BACKEND_URING)
 		SKIP("io_uring backend not available here: nothing to fall back from");
-	harness_sockname(evconnlistener_get_fd(lev), (struct sockaddr_storage *)&sin);
+	{
+		struct sockaddr_storage ss;
+
+		harness_sockname(evconnlistener_get_fd(lev), &ss);
+		memcpy(&sin, &ss, sizeof sin);
+	}
 	for (int i = 0; i < N / 2; i++)
 		clients[i] = harness_connect((struct sockaddr *)&sin, sizeof sin, 0, NULL);
 
