@@ -59,6 +59,9 @@ struct evu_backend_ops {
 	 * may close it. Returns true if the memory may be released now, false
 	 * if the backend releases it later (kernel work still in flight). */
 	bool (*destroy)(struct evconnlistener *lev);
+	/* Optional. evconnlistener_free(), unlocked, before the last
+	 * reference goes: wait until the socket no longer accepts. */
+	void (*quiesce)(struct evconnlistener *lev);
 };
 
 EVU_HIDDEN extern const struct evu_backend_ops evu_uring_ops;

@@ -183,6 +183,13 @@ EVURING_API void evconnlistener_free(struct evconnlistener *lev)
 	lev->errorcb = NULL;
 	lev->freed = true;
 	lev->ops->stop(lev);
+	if (lev->ops->quiesce) {
+		/* Our reference keeps lev alive; the backend may need the
+		 * loop thread, which may need the lock. */
+		evu_unlock(lev);
+		lev->ops->quiesce(lev);
+		evu_lock(lev);
+	}
 	evu_decref_and_unlock(lev);
 }
 

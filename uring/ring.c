@@ -130,6 +130,15 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 		goto fail_exit;
 	}
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	{
+		pthread_mutexattr_t attr;
+
+		pthread_mutexattr_init(&attr);
+		pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&r->reap_mu, &attr);
+		pthread_mutexattr_destroy(&attr);
+	}
 	r->base = base;
 	r->pid = getpid();
 #ifdef EVU_HAVE_SYNC_CANCEL
@@ -169,6 +178,8 @@ static void evu_ring_destroy(struct evu_ring *r)
 	if (r->evfd >= 0)
 		close(r->evfd);
 	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->reap_mu);
 	free(r);
 }
 
@@ -191,6 +202,8 @@ int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul)
 	}
 	if (ret == 0) {
 		r->n_attached++;
+		if (ul->lev->lock)
+			r->threaded = true;
 		pthread_mutex_lock(&r->mu);
 		ul->ring_next = r->ulevs;
 		r->ulevs = ul;
@@ -320,6 +333,31 @@ bool evu_ring_in_loop_thread(struct evu_ring *r)
 
 	return __atomic_load_n(&r->loop_tid_known, __ATOMIC_ACQUIRE) &&
 	       pthread_equal((pthread_t)tid, pthread_self());
+}
+
+bool evu_ring_retire_if_foreign(struct evu_ring *r)
+{
+	bool child = r->pid != getpid();
+	bool other_thread = r->defer && r->enabled &&
+			    !pthread_equal(r->submitter, pthread_self());
+
+	/* A THREADSAFE ring may be in use by its loop thread right now. */
+	if (child || (other_thread && !r->threaded && r->busy == 0)) {
+		evu_ring_retire(r);
+		return true;
+	}
+	return false;
+}
+
+bool evu_ring_try_collect(struct evu_ring *r)
+{
+	if (pthread_mutex_trylock(&r->reap_mu) != 0)
+		return false;
+	r->busy++;
+	evu_ring_reap(r, false);
+	r->busy--;
+	pthread_mutex_unlock(&r->reap_mu);
+	return true;
 }
 
 bool evu_ring_enter_loop(struct evu_ring *r)
@@ -458,7 +496,7 @@ static bool evu_ring_work_left(struct evu_ring *r)
 		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
 }
 
-void evu_ring_reap(struct evu_ring *r, bool deliver)
+static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 {
 	struct io_uring_cqe *cqes[EVU_REAP_BATCH];
 	struct {
@@ -505,4 +543,15 @@ void evu_ring_reap(struct evu_ring *r, bool deliver)
 	 * for them. Come back in the next loop iteration instead. */
 	if (deliver && r->defer && !r->teardown_pending && evu_ring_work_left(r))
 		event_active(r->ring_ev, EV_READ, 0);
+}
+
+void evu_ring_reap(struct evu_ring *r, bool deliver)
+{
+	bool threaded = r->threaded;
+
+	if (threaded)
+		pthread_mutex_lock(&r->reap_mu);
+	evu_ring_reap_locked(r, deliver);
+	if (threaded)
+		pthread_mutex_unlock(&r->reap_mu);
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uring.h"
@@ -92,8 +93,10 @@ static void evu_ulev_cancel(struct evu_ulev *ul)
 		return;
 	ret = evu_ring_cancel(ul->ring, ul, may_submit);
 	if (ret == -EAGAIN) {
-		/* No synchronous cancel (kernel < 6.0) and not our thread:
-		 * the loop thread cancels; delivery already stopped. */
+		/* Not the ring's thread (single issuer, or no synchronous
+		 * cancel before 6.0): the loop thread cancels; delivery has
+		 * already stopped. */
+		ul->cancel_delegated = true;
 		event_active(ul->arm_ev, EV_READ, 0);
 		return;
 	}
@@ -334,7 +337,18 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 
 	evu_lock(lev);
 	if (lev->freed) {
+		/* freed from another thread that could not cancel */
+		bool cancel = ul->cancel_delegated && ul->inflight && !ul->cancelled;
+
 		evu_unlock(lev);
+		if (cancel && evu_ring_enter_loop(ul->ring)) {
+			r = ul->ring;
+			evu_lock(lev);
+			evu_ulev_cancel(ul);
+			evu_unlock(lev);
+			evu_ring_reap(r, true);
+			evu_ring_leave_loop(r);
+		}
 		return;
 	}
 	evu_unlock(lev);
@@ -385,6 +399,7 @@ static int evu_uring_attach(struct evconnlistener *lev)
 	ul = calloc(1, sizeof(*ul));
 	if (!ul)
 		return -ENOMEM;
+	ul->lev = lev;
 	ret = evu_ring_acquire(lev->base, ul);
 	if (ret < 0)
 		goto fail_free;
@@ -404,9 +419,23 @@ fail_free:
 	return ret;
 }
 
-static int evu_uring_start(struct evconnlistener *lev)
+/* A forked child, or a thread that cannot drive the ring: move to a ring
+ * of our own first. The listener may even have gone to the event backend. */
+static bool evu_uring_localize(struct evconnlistener *lev)
 {
 	struct evu_ulev *ul = lev->backend;
+
+	evu_ring_retire_if_foreign(ul->ring);
+	return lev->ops == &evu_uring_ops;
+}
+
+static int evu_uring_start(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul;
+
+	if (!evu_uring_localize(lev))
+		return lev->ops->start(lev);
+	ul = lev->backend;
 
 	evu_ulev_update_interest(ul);
 	if (ul->inflight) {
@@ -421,7 +450,11 @@ static int evu_uring_start(struct evconnlistener *lev)
 
 static int evu_uring_stop(struct evconnlistener *lev)
 {
-	struct evu_ulev *ul = lev->backend;
+	struct evu_ulev *ul;
+
+	if (!evu_uring_localize(lev))
+		return lev->ops->stop(lev);
+	ul = lev->backend;
 
 	if (ul->backing_off) {
 		event_del_noblock(ul->arm_ev);
@@ -434,10 +467,14 @@ static int evu_uring_stop(struct evconnlistener *lev)
 
 static bool evu_uring_destroy(struct evconnlistener *lev)
 {
-	struct evu_ulev *ul = lev->backend;
-	struct evu_ring *r = ul->ring;
+	struct evu_ulev *ul;
+	struct evu_ring *r;
 
 	evu_uring_stop(lev);
+	if (lev->ops != &evu_uring_ops)
+		return lev->ops->destroy(lev);
+	ul = lev->backend;
+	r = ul->ring;
 	evu_ulev_close_stash(ul);
 	/* Single-threaded and not inside our own callbacks: collect the
 	 * cancelled request's final completion now (fds the kernel accepted
@@ -490,6 +527,49 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 	evu_unlock(lev);
 }
 
+/*
+ * evconnlistener_free() of a THREADSAFE listener from a thread that cannot
+ * cancel its accept (not the ring's single issuer): as with libevent, the
+ * socket must stop accepting before free returns, so wait (unlocked, at most
+ * 2 s) for the loop thread to cancel, collecting completions already posted
+ * meanwhile (if the loop thread has exited, the kernel cancelled its
+ * requests and posted their final completions).
+ */
+static void evu_uring_quiesce(struct evconnlistener *lev)
+{
+	struct evu_ulev *ul;
+	long long deadline = 0;
+
+	for (int i = 0;; i++) {
+		struct timespec ts = { 0, 1000 * 1000 };
+		bool done;
+
+		evu_lock(lev);
+		ul = lev->ops == &evu_uring_ops ? lev->backend : NULL;
+		done = !ul || !ul->cancel_delegated || !ul->inflight || ul->cancelled;
+		evu_unlock(lev);
+		if (done)
+			return;
+		if (i == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + 2000;
+			ts.tv_sec = 0;
+			ts.tv_nsec = 1000 * 1000;
+		} else {
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec * 1000LL + now.tv_nsec / 1000000 > deadline) {
+				evu_debug("listener fd %d: freed from another thread; the loop thread did not cancel its accept within 2 s",
+					  lev->fd);
+				return;
+			}
+		}
+		evu_ring_try_collect(ul->ring);
+		nanosleep(&ts, NULL);
+	}
+}
+
 const struct evu_backend_ops evu_uring_ops = {
 	.name = "uring",
 	.id = EVURING_BACKEND_URING,
@@ -497,6 +577,7 @@ const struct evu_backend_ops evu_uring_ops = {
 	.start = evu_uring_start,
 	.stop = evu_uring_stop,
 	.destroy = evu_uring_destroy,
+	.quiesce = evu_uring_quiesce,
 };
 
 int evu_switch_to_event(struct evconnlistener *lev)

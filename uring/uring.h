@@ -36,6 +36,7 @@ struct evu_ulev {
 	bool release_pending;     /* listener destroyed: release at final CQE */
 	bool switched;            /* handed over to the event backend */
 	bool fault_armed;         /* test fault injection (EVURING_TEST_FAULT) */
+	bool cancel_delegated;    /* freed from a thread that cannot cancel: the loop does */
 	unsigned stash_head;
 	bool interest;            /* counted in ring->n_interest */
 };
@@ -50,7 +51,10 @@ struct evu_ring {
 	bool defer;               /* DEFER_TASKRUN: work runs only when we ask */
 	bool enabled;             /* defer rings start disabled: the loop thread enables */
 	pthread_t submitter;      /* defer: the only thread that may enter the ring */
-	pthread_mutex_t mu;       /* n_attached, n_interest, ev_added, loop_tid */
+	pthread_mutex_t mu;       /* n_attached, n_interest, ev_added, loop_tid; cv */
+	pthread_cond_t cv;        /* delegated cancels done (THREADSAFE frees) */
+	pthread_mutex_t reap_mu;  /* one CQ consumer at a time, only if threaded */
+	bool threaded;            /* a THREADSAFE listener uses this ring */
 	pthread_t loop_tid;
 	bool loop_tid_known;
 	bool ev_added;
@@ -76,6 +80,15 @@ EVU_HIDDEN void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul,
 				      bool interest);
 EVU_HIDDEN bool evu_ring_in_loop_thread(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_enter_loop(struct evu_ring *r);
+/* If this ring cannot be driven from here (a forked child; or, for rings
+ * no THREADSAFE listener uses, a thread other than its submitter while the
+ * loop does not run), move its listeners to a new ring and close it, which
+ * cancels whatever it had armed. Returns true if it did. */
+EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r);
+/* Reap completions already posted, without running work or delivering
+ * (fds go to stashes); for a THREADSAFE free in a non-loop thread. Returns
+ * false if the loop thread is reaping right now. */
+EVU_HIDDEN bool evu_ring_try_collect(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_leave_loop(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_can_submit(struct evu_ring *r);
 EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
