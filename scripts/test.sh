@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# Build evuring with warnings as errors and run every test (ctest), on both
-# backends and against libevent's own listener as the reference.
-# Usage: scripts/test.sh [--no-setup] [BUILD_DIR]
+# Set up (Debian packages), build evuring with warnings as errors and run
+# every test (ctest): the behaviour suite on the io_uring backend, the event
+# backend, with io_uring denied by seccomp, and against libevent's own
+# listener; swap-in, reliability, install and example tests. Then the whole
+# suite again under AddressSanitizer+UBSan and under ThreadSanitizer, and the
+# storm/soak programs under valgrind (leaks and fds).
+# Usage: scripts/test.sh [--no-setup] [--quick] [BUILD_DIR]
+#   --quick: skip the sanitizer and valgrind passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--no-setup" ]; then shift; else bash scripts/setup-debian.sh; fi
+setup=1 quick=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-setup) setup=0; shift ;;
+    --quick) quick=1; shift ;;
+    *) break ;;
+  esac
+done
+[ $setup = 0 ] || bash scripts/setup-debian.sh
 BUILD=${1:-build-test}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVURING_WERROR=ON
 cmake --build "$BUILD" -j"$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 120
+if [ $quick = 0 ]; then
+  bash scripts/check-sanitizers.sh all
+  bash scripts/check-valgrind.sh build-valgrind
+fi

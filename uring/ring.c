@@ -24,6 +24,7 @@
 #define EVU_UNDELIVERED_MAX 512
 
 static pthread_mutex_t evu_rings_mu = PTHREAD_MUTEX_INITIALIZER;
+static void evu_ring_reap_locked(struct evu_ring *r, bool deliver);
 static struct evu_ring *evu_rings;
 
 static void evu_ring_event_cb(evutil_socket_t fd, short what, void *arg)
@@ -351,11 +352,12 @@ bool evu_ring_retire_if_foreign(struct evu_ring *r)
 
 bool evu_ring_try_collect(struct evu_ring *r)
 {
+	/* Not the loop thread: no busy count (the loop thread's), and
+	 * nothing is submitted or released here (a THREADSAFE listener's
+	 * state is freed by a libevent finalizer, in the loop thread). */
 	if (pthread_mutex_trylock(&r->reap_mu) != 0)
 		return false;
-	r->busy++;
-	evu_ring_reap(r, false);
-	r->busy--;
+	evu_ring_reap_locked(r, false);
 	pthread_mutex_unlock(&r->reap_mu);
 	return true;
 }
@@ -498,6 +500,8 @@ static bool evu_ring_work_left(struct evu_ring *r)
 
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 {
+	bool submitter = evu_ring_can_submit(r);
+
 	struct io_uring_cqe *cqes[EVU_REAP_BATCH];
 	struct {
 		void *ud;
@@ -533,10 +537,10 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 			if (batch[i].ud)
 				evu_ulev_on_cqe(batch[i].ud, batch[i].res,
 						batch[i].flags, deliver);
-		if (r->sq_pending)
+		if (submitter && r->sq_pending)
 			evu_ring_submit(r);
 	}
-	if (r->sq_pending)
+	if (submitter && r->sq_pending)
 		evu_ring_submit(r);
 	/* The eventfd is edge-triggered: if we stopped with completions or
 	 * work left (round cap, work budget), nothing would wake us again
