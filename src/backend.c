@@ -143,3 +143,11 @@ void evu_warn(const char *fmt, ...)
 	evu_vlog("[warn] ", fmt, ap);
 	va_end(ap);
 }
+
+bool evu_test_fault(const char *name)
+{
+	/* Test-only fault injection (EVURING_TEST_FAULT); never set in use. */
+	const char *v = getenv("EVURING_TEST_FAULT");
+
+	return v && !strcmp(v, name);
+}

@@ -129,6 +129,9 @@ EVU_HIDDEN const struct evu_backend_ops *evu_backend_choose(int *err, const char
 /* The user's explicit choice (env or evuring_set_backend), or AUTO. */
 EVU_HIDDEN int evu_backend_forced(void);
 
+/* EVURING_TEST_FAULT=name: test-only fault injection. */
+EVU_HIDDEN bool evu_test_fault(const char *name);
+
 /* Whether EVURING_DEBUG is set; evu_debug() prints a line to stderr if so. */
 EVU_HIDDEN bool evu_debug_enabled(void);
 EVU_HIDDEN void evu_debug(const char *fmt, ...)

@@ -66,6 +66,10 @@ static int evu_ring_init_uring(struct evu_ring *r)
 	enum evu_ring_mode wanted = evu_ring_mode_wanted();
 	int ret = -EINVAL;
 
+	/* Test-only: a base whose ring cannot be made (memory lock limit). */
+	if (evu_test_fault("ring-setup-enomem"))
+		return -ENOMEM;
+
 	for (size_t m = 0; m < sizeof(evu_ring_ladder) / sizeof(evu_ring_ladder[0]); m++) {
 		if (evu_ring_ladder[m].mode < wanted)
 			continue;

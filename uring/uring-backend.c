@@ -30,11 +30,8 @@ static bool evu_fault_first_arm(void)
 {
 	static int state = -1;
 
-	if (state < 0) {
-		const char *v = getenv("EVURING_TEST_FAULT");
-
-		state = v && !strcmp(v, "first-arm-einval");
-	}
+	if (state < 0)
+		state = evu_test_fault("first-arm-einval");
 	return state;
 }
 
