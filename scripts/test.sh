@@ -21,8 +21,14 @@ done
 BUILD=${1:-build-test}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVURING_WERROR=ON
 cmake --build "$BUILD" -j"$(nproc)"
-ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 120
+log="$BUILD/ctest-summary.log"
+ctest --test-dir "$BUILD" --output-on-failure -j2 --timeout 120 | tee "$log"
 if [ $quick = 0 ]; then
   bash scripts/check-sanitizers.sh all
   bash scripts/check-valgrind.sh build-valgrind
 fi
+# The closing line: the main suite's counts (the sanitizer and valgrind
+# passes above exit non-zero on any failure).
+total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+failed=$(sed -n 's/.*, \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+echo "ctest: $((total - failed)) passed, $failed failed"

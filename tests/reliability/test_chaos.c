@@ -321,7 +321,14 @@ static void *client_thread(void *arg)
 					int err = 0;
 					socklen_t el = sizeof err;
 					getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-					if (err) {
+					if (err == EPIPE) {
+						/* established, then FIN and RST before we
+						 * looked (tcp_reset in CLOSE_WAIT sets EPIPE):
+						 * dropped, legitimate only if the listener
+						 * went away meanwhile (classify checks) */
+						classify(p, REL_DROPPED, err);
+						left--;
+					} else if (err) {
 						classify(p, err == ECONNREFUSED || err == ECONNRESET
 							    ? REL_REFUSED : REL_CONNECT_ERROR, err);
 						left--;
