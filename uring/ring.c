@@ -24,6 +24,27 @@
 #define EVU_UNDELIVERED_MAX 512
 
 static pthread_mutex_t evu_rings_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t evu_pid_once = PTHREAD_ONCE_INIT;
+static pid_t evu_pid;
+
+/* glibc's getpid() is a syscall; fork detection runs on every wakeup, so
+ * keep the pid, refreshed in the child by an atfork handler. */
+static void evu_pid_refresh(void)
+{
+	__atomic_store_n(&evu_pid, getpid(), __ATOMIC_RELAXED);
+}
+
+static void evu_pid_init(void)
+{
+	evu_pid_refresh();
+	pthread_atfork(NULL, NULL, evu_pid_refresh);
+}
+
+static pid_t evu_getpid(void)
+{
+	pthread_once(&evu_pid_once, evu_pid_init);
+	return __atomic_load_n(&evu_pid, __ATOMIC_RELAXED);
+}
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver);
 static struct evu_ring *evu_rings;
 
@@ -145,7 +166,7 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 		pthread_mutexattr_destroy(&attr);
 	}
 	r->base = base;
-	r->pid = getpid();
+	r->pid = evu_getpid();
 #ifdef EVU_HAVE_SYNC_CANCEL
 	r->has_sync_cancel = true; /* cleared on first EINVAL (kernel < 6.0) */
 #endif
@@ -173,7 +194,7 @@ static void evu_ring_destroy(struct evu_ring *r)
 	/* No request is in flight (every listener state is gone), but be
 	 * strict: an fd in an unreaped completion is ours to close (not in a
 	 * forked child: that CQ is the parent's). */
-	while (r->pid == getpid() && io_uring_peek_cqe(&r->uring, &cqe) == 0) {
+	while (r->pid == evu_getpid() && io_uring_peek_cqe(&r->uring, &cqe) == 0) {
 		if (cqe->user_data && cqe->res >= 0)
 			close(cqe->res);
 		io_uring_cqe_seen(&r->uring, cqe);
@@ -191,7 +212,7 @@ static void evu_ring_destroy(struct evu_ring *r)
 int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul)
 {
 	struct evu_ring *r;
-	pid_t pid = getpid();
+	pid_t pid = evu_getpid();
 	int ret = 0;
 
 	pthread_mutex_lock(&evu_rings_mu);
@@ -279,7 +300,7 @@ void evu_ring_release(struct evu_ulev *ul)
  */
 static void evu_ring_retire(struct evu_ring *r)
 {
-	bool forked = r->pid != getpid();
+	bool forked = r->pid != evu_getpid();
 
 	evu_debug("ring fd %d: base now runs in another %s; moving its listeners to a new ring",
 		  r->uring.ring_fd, forked ? "process" : "thread");
@@ -342,7 +363,7 @@ bool evu_ring_in_loop_thread(struct evu_ring *r)
 
 bool evu_ring_retire_if_foreign(struct evu_ring *r)
 {
-	bool child = r->pid != getpid();
+	bool child = r->pid != evu_getpid();
 	bool other_thread = r->defer && r->enabled &&
 			    !pthread_equal(r->submitter, pthread_self());
 
@@ -370,7 +391,7 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 {
 	pthread_t self = pthread_self();
 
-	if (r->pid != getpid() ||
+	if (r->pid != evu_getpid() ||
 	    (r->defer && r->enabled && !pthread_equal(r->submitter, self))) {
 		evu_ring_retire(r);
 		return false;
