@@ -9,7 +9,11 @@ accepted connection in the measured window, accepted conn/s, and accept
 latency (client's connect() returning -> server's accept callback, both on
 CLOCK_MONOTONIC, joined exactly by the client's source port). The overload
 mode adds fixed busy work per connection and reports accept-queue drops
-(TcpExt ListenDrops/ListenOverflows deltas) and connect() latency.
+(TcpExt ListenDrops/ListenOverflows deltas) and connect() latency. The scale
+mode runs the reuseport server (N worker threads, each its own event_base and
+LEV_OPT_REUSEABLE_PORT listener on one port) for N = 1..nproc, workers pinned
+one per CPU and the client niced on all CPUs, and reports conn/s, server CPU
+per connection and the per-worker accept counts (skew).
 
 Output: a progress line on stderr, tables on stdout, a JSON file with every
 run's raw figures and the medians, and a PNG plot drawn by gnuplot.
@@ -39,7 +43,10 @@ import time
 
 ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "accept4"]
-ALL_MODES = ["accept-close", "write-close", "overload"]
+ALL_MODES = ["accept-close", "write-close", "overload", "scale"]
+# Scale mode: the reuseport server (one base + listener per worker thread).
+SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
+SCALE_RATIOS = [("evuring", "libevent"), ("preload", "libevent"), ("fallback", "libevent")]
 NEEDS_EVURING = {"evuring", "preload", "fallback"}
 # Variants whose callback cannot know the peer port (no latency join).
 NO_LATENCY = {"raw-uring"}
@@ -232,6 +239,15 @@ def pin(cpu):
     return f
 
 
+def unpinned(nice=0):
+    """Scale mode: every CPU (the runner itself is pinned), optionally niced."""
+    def f():
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        if nice:
+            os.nice(nice)
+    return f
+
+
 def kill_quietly(proc, sig):
     try:
         os.kill(proc.pid, sig)
@@ -239,13 +255,24 @@ def kill_quietly(proc, sig):
         pass
 
 
-def run_one(cfg, paths, shm, variant, mode):
-    """One server + one client run. Returns a dict of raw figures."""
+def run_one(cfg, paths, shm, variant, mode, workers=None):
+    """One server + one client run. Returns a dict of raw figures.
+    mode "scale": the reuseport server with `workers` threads, no pinning."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("EVURING_BACKEND", None)
     opt = ""
-    if variant == "libevent":
+    scale = mode == "scale"
+    if scale:
+        binary = paths["server_reuseport_evuring" if variant in ("evuring", "fallback")
+                       else "server_reuseport_libevent"]
+        if variant in ("evuring", "preload"):
+            env["EVURING_BACKEND"] = "uring"
+        elif variant == "fallback":
+            env["EVURING_BACKEND"] = "event"
+        if variant == "preload":
+            env["LD_PRELOAD"] = paths["libevuring"]
+    elif variant == "libevent":
         binary = paths["server_libevent"]
     elif variant == "evuring":
         binary = paths["server_evuring"]
@@ -271,8 +298,10 @@ def run_one(cfg, paths, shm, variant, mode):
         raise ValueError(variant)
 
     overload = mode == "overload"
-    measured = cfg.overload_connections if overload else cfg.connections
-    warmup = cfg.overload_warmup if overload else cfg.warmup
+    measured = (cfg.overload_connections if overload else
+                cfg.scale_connections if scale else cfg.connections)
+    warmup = (cfg.overload_warmup if overload else
+              cfg.scale_warmup if scale else cfg.warmup)
     total = measured + warmup
     work_us = cfg.work_us if overload else 0.0
     write_bytes = cfg.write_bytes if mode == "write-close" else 0
@@ -289,6 +318,12 @@ def run_one(cfg, paths, shm, variant, mode):
                   "--work-us", str(work_us), "--timeout", str(timeout)]
     if opt:
         server_cmd += ["--opt", opt]
+    if scale:
+        server_cmd += ["--workers", str(workers)]
+        if cfg.scale_pin == "workers":
+            server_cmd += ["--opt", "pin=%d" % cfg.server_cpu]
+    server_pre = unpinned() if scale else pin(cfg.server_cpu)
+    client_pre = unpinned(cfg.scale_client_nice) if scale else pin(cfg.client_cpu)
     client_cmd = [paths["client"], "--shm", shm.path, "--count", str(total),
                   "--threads", str(cfg.threads), "--port-base", str(PORT_BASE),
                   "--port-last", str(PORT_LAST), "--write", str(write_bytes),
@@ -296,7 +331,7 @@ def run_one(cfg, paths, shm, variant, mode):
 
     net0 = read_netstat()
     server = subprocess.Popen(server_cmd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, preexec_fn=pin(cfg.server_cpu))
+                              stderr=subprocess.PIPE, preexec_fn=server_pre)
     client = None
     server_out = server_err = ""
     client_out = client_err = ""
@@ -314,7 +349,7 @@ def run_one(cfg, paths, shm, variant, mode):
         else:
             client = subprocess.Popen(client_cmd + ["--port", str(port)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      preexec_fn=pin(cfg.client_cpu))
+                                      preexec_fn=client_pre)
             try:
                 co, ce = client.communicate(timeout=timeout + 5)
             except subprocess.TimeoutExpired:
@@ -364,7 +399,8 @@ def run_one(cfg, paths, shm, variant, mode):
         problems.append("no client result (exit %s): %s" % (client.returncode,
                                                             client_err.strip()[-300:]))
 
-    run = {"variant": variant, "mode": mode, "warmup": warmup, "measured": measured,
+    run = {"variant": variant, "mode": mode, "workers": workers,
+           "warmup": warmup, "measured": measured,
            "work_us": work_us, "write_bytes": write_bytes,
            "server": srv, "client": cli,
            "server_stderr": server_err.strip()[-2000:] or None,
@@ -390,12 +426,26 @@ def run_one(cfg, paths, shm, variant, mode):
             problems.append("ran on backend %r, expected %r" % (srv.get("backend"), want))
         if srv.get("accept_errors"):
             problems.append("%d accept errors" % srv["accept_errors"])
+        if scale:
+            per = srv.get("worker_accepted") or []
+            if len(per) != workers:
+                problems.append("server ran %d workers, expected %d" % (len(per), workers))
+            elif sum(per):
+                mean = sum(per) / len(per)
+                metrics["worker_accepted"] = per
+                # Reuseport skew: busiest worker's share over an even share.
+                metrics["skew"] = max(per) / mean
+                metrics["idle_workers"] = sum(1 for v in per if v == 0)
     if cli and cli.get("connected") != total:
         problems.append("client connected %s of %d" % (cli.get("connected"), total))
+    if cli and cli.get("elapsed_us"):
+        metrics["client_s"] = cli["elapsed_us"] / 1e6
 
     acc, conn = shm.join(PORT_BASE, PORT_LAST)
     if variant not in NO_LATENCY and srv and srv.get("window_conns"):
-        if len(acc) != srv["window_conns"]:
+        # Scale mode: several workers race to the window's first and last
+        # connection, so a join by time can miss one or two; not a problem.
+        if len(acc) != srv["window_conns"] and not scale:
             problems.append("latency join matched %d of %d measured connections" % (
                 len(acc), srv["window_conns"]))
         acc.sort()
@@ -472,6 +522,190 @@ def summarize(runs, variants, modes):
                                          else None),
             }
     return medians, ratios
+
+
+def paired_ratios(runs, key, a, b):
+    """Per-round ratio a/b of metric `key` over runs of one (mode, workers)."""
+    out = []
+    for rnd in sorted({r["round"] for r in runs}):
+        ra = [r for r in runs if r["round"] == rnd and r["variant"] == a and r["valid"]]
+        rb = [r for r in runs if r["round"] == rnd and r["variant"] == b and r["valid"]]
+        if ra and rb and ra[0]["metrics"].get(key) and rb[0]["metrics"].get(key):
+            out.append(ra[0]["metrics"][key] / rb[0]["metrics"][key])
+    return out
+
+
+SCALE_MEDIAN_KEYS = ["cpu_us_per_conn", "user_us_per_conn", "sys_us_per_conn",
+                     "ctxsw_per_conn", "conn_per_s", "lat_p50_us", "lat_p99_us",
+                     "lat_p999_us", "listen_drops", "listen_overflows", "skew",
+                     "client_s"]
+
+
+def summarize_scale(runs, variants, worker_counts):
+    """Scale mode: medians per (workers, variant); ratios to libevent at the
+    same worker count (ratio of medians and paired per round); conn/s and
+    CPU/conn relative to the same variant with the fewest workers."""
+    medians, ratios = {}, {}
+    for n in worker_counts:
+        key = str(n)
+        medians[key], ratios[key] = {}, {}
+        rn = [r for r in runs if r["mode"] == "scale" and r["workers"] == n]
+        for v in variants:
+            rs = [r for r in rn if r["variant"] == v]
+            if not rs:
+                continue
+            good = [r for r in rs if r["valid"]]
+            use = good if good else rs
+            m = {"rounds": len(rs), "valid_rounds": len(good), "workers": n}
+            for k in SCALE_MEDIAN_KEYS:
+                m[k] = median([r["metrics"].get(k) for r in use])
+            per = [r["metrics"].get("worker_accepted") for r in use
+                   if r["metrics"].get("worker_accepted")]
+            m["worker_accepted_median"] = ([median([p[i] for p in per]) for i in range(n)]
+                                           if per else None)
+            m["skew_max"] = max((r["metrics"]["skew"] for r in use
+                                 if r["metrics"].get("skew")), default=None)
+            medians[key][v] = m
+        for a, b in SCALE_RATIOS:
+            ma, mb = medians[key].get(a), medians[key].get(b)
+            if not ma or not mb or not ma["cpu_us_per_conn"] or not mb["cpu_us_per_conn"]:
+                continue
+            pc = paired_ratios(rn, "cpu_us_per_conn", a, b)
+            pr = paired_ratios(rn, "conn_per_s", a, b)
+            ratios[key]["%s/%s" % (a, b)] = {
+                "cpu_ratio_of_medians": ma["cpu_us_per_conn"] / mb["cpu_us_per_conn"],
+                "cpu_ratio_paired_median": median(pc),
+                "cpu_ratio_paired_min": min(pc) if pc else None,
+                "cpu_ratio_paired_max": max(pc) if pc else None,
+                "rate_ratio_of_medians": (ma["conn_per_s"] / mb["conn_per_s"]
+                                          if ma["conn_per_s"] and mb["conn_per_s"] else None),
+                "rate_ratio_paired_median": median(pr),
+                "rate_ratio_paired_min": min(pr) if pr else None,
+                "rate_ratio_paired_max": max(pr) if pr else None,
+            }
+    first = str(worker_counts[0]) if worker_counts else None
+    for key, per_v in medians.items():
+        for v, m in per_v.items():
+            base = medians.get(first, {}).get(v)
+            lev = per_v.get("libevent")
+            m["rate_vs_first"] = (m["conn_per_s"] / base["conn_per_s"]
+                                  if base and base["conn_per_s"] and m["conn_per_s"] else None)
+            m["cpu_ratio_to_libevent"] = (m["cpu_us_per_conn"] / lev["cpu_us_per_conn"]
+                                          if lev and lev["cpu_us_per_conn"]
+                                          and m["cpu_us_per_conn"] else None)
+    return medians, ratios
+
+
+def print_scale(cfg, medians, ratios, worker_counts, variants, out):
+    out.write("\n== scale: N worker threads, each its own event_base and "
+              "LEV_OPT_REUSEABLE_PORT listener on one port;\n"
+              "   client connects and closes, server accepts and closes. "
+              "%d measured connections per run (+%d warm-up),\n"
+              "   %d rounds, %s,\n   %d client threads on all %d CPUs at nice %d, "
+              "backlog %d per listener\n"
+              % (cfg.scale_connections, cfg.scale_warmup, cfg.rounds,
+                 "worker i pinned to CPU (%d+i) mod %d" % (cfg.server_cpu, os.cpu_count() or 1)
+                 if cfg.scale_pin == "workers" else "server threads not pinned",
+                 cfg.threads, os.cpu_count() or 1, cfg.scale_client_nice, cfg.backlog))
+    hdr = "%-3s %-10s %9s %6s %9s %6s %7s %6s  %-15s %s" % (
+        "N", "variant", "CPU us/c", "x lev", "conn/s", "x N=%d" % worker_counts[0],
+        "cs/c", "skew", "per worker", "ok")
+    out.write(hdr + "\n" + "-" * len(hdr) + "\n")
+    for n in worker_counts:
+        for v in variants:
+            m = medians.get(str(n), {}).get(v)
+            if not m:
+                continue
+            per = m.get("worker_accepted_median")
+            per_s = "/".join("%.0f" % x for x in per) if per else "-"
+            out.write("%-3d %-10s %s %s %s %s %s %s  %-15s %d/%d\n" % (
+                n, v, fmt(m["cpu_us_per_conn"], 2, 9), fmt(m["cpu_ratio_to_libevent"], 2, 6),
+                fmt(m["conn_per_s"], 0, 9), fmt(m["rate_vs_first"], 2, 6),
+                fmt(m["ctxsw_per_conn"], 3, 7),
+                fmt(m["skew"], 3, 6), per_s, m["valid_rounds"], m["rounds"]))
+    out.write("   ratios to libevent at the same N (ratio of medians; paired per-round "
+              "median [min..max]):\n")
+    for n in worker_counts:
+        for a, b in SCALE_RATIOS:
+            r = ratios.get(str(n), {}).get("%s/%s" % (a, b))
+            if not r:
+                continue
+            out.write("     N=%-2d %-17s CPU/c %5.3f paired %s [%s..%s]   conn/s %s paired %s "
+                      "[%s..%s]\n" % (
+                          n, "%s/%s" % (a, b), r["cpu_ratio_of_medians"],
+                          fmt(r["cpu_ratio_paired_median"], 3, 5),
+                          fmt(r["cpu_ratio_paired_min"], 3, 0).strip(),
+                          fmt(r["cpu_ratio_paired_max"], 3, 0).strip(),
+                          fmt(r["rate_ratio_of_medians"], 3, 5),
+                          fmt(r["rate_ratio_paired_median"], 3, 5),
+                          fmt(r["rate_ratio_paired_min"], 3, 0).strip(),
+                          fmt(r["rate_ratio_paired_max"], 3, 0).strip()))
+    out.write("\nN: server worker threads; CPU us/c: server process user+sys CPU (all "
+              "threads) per connection;\nconn/s: measured connections / server window wall "
+              "time (client and server share the CPUs,\nso this is the whole box's rate); "
+              "x N=%d: conn/s relative to the same variant with N=%d;\nskew: busiest "
+              "worker's accepted count / mean (1.000 = even); per worker: accepted per "
+              "worker,\nwarm-up included (median per worker index); cs/c: server context "
+              "switches per connection\n(~ wakeups); no latency columns: with a niced client "
+              "sharing the CPUs, connect() -> accept\nlatency measures the client's "
+              "scheduling, not the server (it is in the JSON).\n"
+              % (worker_counts[0], worker_counts[0]))
+    out.flush()
+
+
+def plot_scale(cfg, medians, worker_counts, variants, png_path):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        log("gnuplot not found (Debian: apt-get install gnuplot-nox): no scale plot")
+        return False
+    dat = png_path[:-4] + ".dat" if png_path.endswith(".png") else png_path + ".dat"
+    vs = [v for v in variants if any(v in medians.get(str(n), {}) for n in worker_counts)]
+    with open(dat, "w") as f:
+        f.write("# workers " + " ".join("rate_%s cpu_%s" % (v, v) for v in vs) + "\n")
+        for n in worker_counts:
+            row = [str(n)]
+            for v in vs:
+                m = medians.get(str(n), {}).get(v, {})
+                for k in ("conn_per_s", "cpu_us_per_conn"):
+                    val = m.get(k)
+                    row.append("NaN" if val is None else "%.4f" % val)
+            f.write(" ".join(row) + "\n")
+    rate = ", ".join("'%s' using 1:%d with linespoints lw 2 title '%s'" % (dat, 2 + 2 * i, v)
+                     for i, v in enumerate(vs))
+    cpu = ", ".join("'%s' using 1:%d with linespoints lw 2 title '%s'" % (dat, 3 + 2 * i, v)
+                    for i, v in enumerate(vs))
+    script = """
+set terminal pngcairo size 1000,800 noenhanced font 'sans,10'
+set output '%(png)s'
+set datafile missing 'NaN'
+set grid
+set key top left
+set xlabel 'worker threads (one event_base + SO_REUSEPORT listener each)'
+set xtics (%(xtics)s)
+set xrange [%(xmin)f:%(xmax)f]
+set multiplot layout 2,1 title 'evuring scale-out: %(title)s'
+set title 'accepted connections per second (median of %(rounds)d rounds; client shares the CPUs)'
+set ylabel 'conn/s'
+set yrange [0:*]
+plot %(rate)s
+set title 'server CPU per accepted connection, all threads'
+set ylabel 'CPU us / connection'
+plot %(cpu)s
+unset multiplot
+""" % {"png": png_path, "rate": rate, "cpu": cpu, "rounds": cfg.rounds,
+       "xtics": ", ".join("'%d' %d" % (n, n) for n in worker_counts),
+       "xmin": min(worker_counts) - 0.5, "xmax": max(worker_counts) + 0.5,
+       "title": "%s, %d conns/run, %s" % (platform.release(), cfg.scale_connections,
+                                          datetime.date.today().isoformat())}
+    try:
+        r = subprocess.run([gnuplot], input=script, text=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log("gnuplot failed: %s" % e)
+        return False
+    if r.returncode != 0 or not os.path.exists(png_path):
+        log("gnuplot failed: %s" % r.stderr.strip()[-500:])
+        return False
+    return True
 
 
 def print_tables(cfg, medians, ratios, modes, variants, out):
@@ -662,6 +896,23 @@ def main():
                     help="bytes the client writes in write-close mode (default 16)")
     ap.add_argument("--variants", default=",".join(ALL_VARIANTS))
     ap.add_argument("--modes", default=",".join(ALL_MODES))
+    ap.add_argument("--scale-workers",
+                    help="scale mode: server worker counts, comma-separated (default 1..nproc)")
+    ap.add_argument("--scale-variants", default="libevent,evuring",
+                    help="scale mode variants (of %s; default libevent,evuring)"
+                         % ",".join(SCALE_VARIANTS))
+    ap.add_argument("--scale-connections", type=int,
+                    help="measured connections per scale run (default: --connections)")
+    ap.add_argument("--scale-client-nice", type=int, default=19,
+                    help="scale mode: nice value of the client (default 19: the server's "
+                         "threads get a CPU whenever they are runnable; 0: plain fair share, "
+                         "where 8 client threads starve the server into accept-queue "
+                         "overflows)")
+    ap.add_argument("--scale-pin", choices=["workers", "none"], default="workers",
+                    help="scale mode: 'workers' (default) pins server worker i to CPU "
+                         "(server-cpu + i) mod nproc, 'none' pins nothing; the client is "
+                         "never pinned in scale mode")
+    ap.add_argument("--png-scale", help="scale plot file (default: OUT/storm-scale.png)")
     ap.add_argument("--floor-opt", default="coop", help="floor ring flags: coop or none")
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
@@ -692,9 +943,13 @@ def main():
     if cfg.overload_connections is None:
         cfg.overload_connections = 800 if cfg.quick else 4000
     cfg.overload_warmup = max(100, cfg.overload_connections // 10)
+    if cfg.scale_connections is None:
+        cfg.scale_connections = cfg.connections
+    cfg.scale_warmup = max(100, cfg.scale_connections // 10)
     span = PORT_LAST - PORT_BASE + 1 - 500  # leave room for failed binds/connects
     for total in (cfg.connections + cfg.warmup,
-                  cfg.overload_connections + cfg.overload_warmup):
+                  cfg.overload_connections + cfg.overload_warmup,
+                  cfg.scale_connections + cfg.scale_warmup):
         if total > span:
             ap.error("at most %d connections per run (warm-up included): every connection "
                      "of a run needs its own source port" % span)
@@ -703,6 +958,14 @@ def main():
     ncpu = os.cpu_count() or 1
     if max(cfg.server_cpu, cfg.client_cpu) >= ncpu or cfg.server_cpu == cfg.client_cpu:
         ap.error("need two distinct CPUs below %d for --server-cpu/--client-cpu" % ncpu)
+    try:
+        worker_counts = ([int(x) for x in cfg.scale_workers.split(",") if x.strip()]
+                         if cfg.scale_workers else list(range(1, ncpu + 1)))
+    except ValueError:
+        ap.error("--scale-workers: comma-separated numbers, e.g. 1,2,4")
+    if not worker_counts or min(worker_counts) < 1 or max(worker_counts) > 64:
+        ap.error("--scale-workers: between 1 and 64 workers")
+    cfg.scale_workers = worker_counts
 
     netns_notes = {"netns": False}
     if cfg.in_netns:
@@ -729,18 +992,33 @@ def main():
     for m in modes:
         if m not in ALL_MODES:
             ap.error("unknown mode %r (known: %s)" % (m, ", ".join(ALL_MODES)))
+    scale_variants = []
+    if "scale" in modes:
+        scale_variants = [v for v in cfg.scale_variants.split(",") if v]
+        for v in scale_variants:
+            if v not in SCALE_VARIANTS:
+                ap.error("unknown scale variant %r (known: %s)" % (v, ", ".join(SCALE_VARIANTS)))
+        if not paths.get("server_reuseport_libevent"):
+            log("storm: this build has no reuseport server (rebuild): skipping scale mode")
+            scale_variants = []
+        elif not paths.get("server_reuseport_evuring") or not paths.get("libevuring"):
+            scale_variants = [v for v in scale_variants if v not in NEEDS_EVURING]
+    modes = [m for m in modes if m != "scale"]
+    if not modes:
+        variants = []
     skipped = []
     if not paths.get("server_evuring") or not paths.get("libevuring"):
         skipped = [v for v in variants if v in NEEDS_EVURING]
         if skipped:
             log("storm: this build has no evuring library: skipping %s" % ", ".join(skipped))
         variants = [v for v in variants if v not in NEEDS_EVURING]
-    if not variants:
+    if not variants and not scale_variants:
         sys.exit("storm: nothing to run")
 
     os.makedirs(cfg.out, exist_ok=True)
     json_path = cfg.json or os.path.join(cfg.out, "storm.json")
     png_path = cfg.png or os.path.join(cfg.out, "storm.png")
+    png_scale_path = cfg.png_scale or os.path.join(cfg.out, "storm-scale.png")
 
     # The runner itself stays off the server's CPU.
     try:
@@ -754,7 +1032,8 @@ def main():
     meta["paths"] = paths
     shm = Shm("/dev/shm/evuring-storm-%d" % os.getpid())
     runs = []
-    total_runs = len(modes) * cfg.rounds * len(variants)
+    total_runs = (len(modes) * cfg.rounds * len(variants) +
+                  cfg.rounds * len(worker_counts) * len(scale_variants))
     prog = Progress(total_runs, not cfg.no_progress)
     interrupted = False
 
@@ -782,6 +1061,23 @@ def main():
                         prog.finish()
                         log("storm: %s %s round %d: %s" % (mode, v, rnd + 1,
                                                           "; ".join(run["problems"])))
+        # Scale: every worker count in every round, variant order rotated.
+        for rnd in range(cfg.rounds if scale_variants else 0):
+            for n in worker_counts:
+                k = rnd % len(scale_variants)
+                order = scale_variants[k:] + scale_variants[:k]
+                for pos, v in enumerate(order):
+                    prog.show("scale round %d/%d: N=%d %s" % (rnd + 1, cfg.rounds, n, v)
+                              if TTY else "scale round %d/%d" % (rnd + 1, cfg.rounds))
+                    run = run_one(cfg, paths, shm, v, "scale", workers=n)
+                    run["round"] = rnd
+                    run["position"] = pos
+                    runs.append(run)
+                    prog.done += 1
+                    if run["problems"]:
+                        prog.finish()
+                        log("storm: scale N=%d %s round %d: %s" % (
+                            n, v, rnd + 1, "; ".join(run["problems"])))
     except KeyboardInterrupt:
         interrupted = True
         prog.finish()
@@ -790,14 +1086,24 @@ def main():
         shm.close()
     prog.finish()
 
-    medians, ratios = summarize(runs, variants, modes)
+    medians, ratios = summarize([r for r in runs if r["mode"] != "scale"], variants, modes)
+    if scale_variants:
+        medians["scale"], ratios["scale"] = summarize_scale(runs, scale_variants,
+                                                            worker_counts)
     result = {
         "benchmark": "evuring accept storm",
         "meta": meta,
         "config": {k: v for k, v in vars(cfg).items()},
         "variants": variants,
         "skipped_variants": skipped,
-        "modes": modes,
+        "modes": modes + (["scale"] if scale_variants else []),
+        "scale": ({"workers": worker_counts, "variants": scale_variants,
+                   "connections": cfg.scale_connections, "warmup": cfg.scale_warmup,
+                   "pinning": ("server worker i on CPU (%d+i) mod nproc" % cfg.server_cpu
+                               if cfg.scale_pin == "workers" else "server not pinned") +
+                              "; client threads on all CPUs at nice %d" % cfg.scale_client_nice,
+                   "medians_key": "medians.scale[workers][variant]"}
+                  if scale_variants else None),
         "interrupted": interrupted,
         "duration_s": round(time.monotonic() - t_start, 1),
         "medians": medians,
@@ -810,10 +1116,18 @@ def main():
     sys.stdout.write("evuring accept storm  %s  kernel %s  %s  (%d runs, %.0f s)\n" % (
         meta["date"], meta["kernel"], meta.get("cpu_model", "?"), len(runs),
         result["duration_s"]))
-    print_tables(cfg, medians, ratios, modes, variants, sys.stdout)
+    if modes and variants:
+        print_tables(cfg, medians, ratios, modes, variants, sys.stdout)
+    if scale_variants:
+        print_scale(cfg, medians["scale"], ratios["scale"], worker_counts, scale_variants,
+                    sys.stdout)
     wrote = [json_path]
-    if not cfg.no_plot and plot(cfg, medians, modes, variants, png_path):
+    if not cfg.no_plot and modes and variants and plot(cfg, medians, modes, variants,
+                                                       png_path):
         wrote.append(png_path)
+    if not cfg.no_plot and scale_variants and plot_scale(cfg, medians["scale"], worker_counts,
+                                                         scale_variants, png_scale_path):
+        wrote.append(png_scale_path)
     sys.stdout.write("\nwrote %s\n" % ", ".join(wrote))
     bad = sum(1 for r in runs if not r["valid"])
     if bad:

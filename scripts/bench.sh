@@ -8,7 +8,8 @@
 # First installs the Debian packages it needs (scripts/setup-debian.sh)
 # unless --no-setup.
 # Builds build/ (Release) if it is missing, brings it up to date otherwise,
-# then runs the runner. Loopback only; server pinned to CPU 1, client to CPU 0.
+# then runs the runner. Loopback only; server pinned to CPU 1, client to CPU 0
+# (scale mode: server worker i on CPU 1+i mod nproc, client on all CPUs, niced).
 # --micro: run the Google Benchmark micro-benchmarks instead (JSON in OUT/).
 # Needs: cmake, a C compiler, liburing-dev, libevent-dev, python3, and
 # gnuplot (gnuplot-nox) for the plot.
@@ -35,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --build) build=$2; shift 2 ;;
     --build=*) build=${1#--build=}; shift ;;
     -h|--help)
-      sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       python3 "$here/bench/storm.py" --help
       exit 0 ;;
     --) shift; args+=("$@"); break ;;
@@ -87,6 +88,11 @@ if [[ $micro == 1 ]]; then
   run_micro listener-libevent "$mb/micro-listener-libevent" -u EVURING_BACKEND -u LD_PRELOAD
   run_micro listener-evuring-uring "$mb/micro-listener-evuring" -u LD_PRELOAD EVURING_BACKEND=uring
   run_micro listener-evuring-event "$mb/micro-listener-evuring" -u LD_PRELOAD EVURING_BACKEND=event
+  run_micro batch-libevent "$mb/micro-batch-libevent" -u EVURING_BACKEND -u LD_PRELOAD
+  run_micro batch-evuring-uring "$mb/micro-batch-evuring" -u LD_PRELOAD EVURING_BACKEND=uring
+  run_micro batch-evuring-event "$mb/micro-batch-evuring" -u LD_PRELOAD EVURING_BACKEND=event
+  echo
+  python3 "$here/bench/micro/summary.py" "$out"
   echo "wrote $out/micro-*.json" >&2
   exit 0
 fi

@@ -20,7 +20,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s --shm FILE [--port N] [--backlog N] [--warmup N] --measured N\n"
-		"          [--work-us US] [--timeout S] [--opt STRING]\n", prog);
+		"          [--work-us US] [--timeout S] [--opt STRING] [--workers N]\n", prog);
 	exit(2);
 }
 
@@ -63,12 +63,14 @@ void storm_server_init(struct storm_server *s, const char *variant, int argc, ch
 		{"work-us", required_argument, NULL, 'W'},
 		{"timeout", required_argument, NULL, 't'},
 		{"opt", required_argument, NULL, 'o'},
+		{"workers", required_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0}};
 	memset(s, 0, sizeof(*s));
 	s->variant = variant;
 	s->backlog = 128;
 	s->timeout_s = 60;
 	s->opt = "";
+	s->workers = 1;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -80,10 +82,12 @@ void storm_server_init(struct storm_server *s, const char *variant, int argc, ch
 		case 'W': s->work_us = atof(optarg); break;
 		case 't': s->timeout_s = atof(optarg); break;
 		case 'o': s->opt = optarg; break;
+		case 'N': s->workers = atoi(optarg); break;
 		default: usage(argv[0]);
 		}
 	}
-	if (!s->shm_path || s->measured == 0 || optind != argc)
+	if (!s->shm_path || s->measured == 0 || optind != argc || s->workers < 1 ||
+	    s->workers > STORM_MAX_WORKERS)
 		usage(argv[0]);
 	s->shm = map_shm(s->shm_path);
 	if (s->warmup == 0) {

@@ -22,6 +22,7 @@
 
 #define STORM_MAGIC 0x4d524f5453555645ull /* "EVUSTORM" */
 #define STORM_PORTS 65536u
+#define STORM_MAX_WORKERS 64 /* --workers: server-reuseport only */
 
 struct storm_shm {
 	uint64_t magic;
@@ -47,6 +48,7 @@ struct storm_server {
 	double work_us;    /* busy work per connection */
 	double timeout_s;  /* give up after this long */
 	const char *opt;   /* variant-specific option string (--opt) */
+	int workers;       /* --workers (server-reuseport; the others use 1) */
 
 	struct storm_shm *shm;
 	uint64_t count;
