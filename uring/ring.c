@@ -156,7 +156,6 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 		goto fail_exit;
 	}
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
 	{
 		pthread_mutexattr_t attr;
 
@@ -204,7 +203,6 @@ static void evu_ring_destroy(struct evu_ring *r)
 	if (r->evfd >= 0)
 		close(r->evfd);
 	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->reap_mu);
 	free(r);
 }

@@ -51,8 +51,7 @@ struct evu_ring {
 	bool defer;               /* DEFER_TASKRUN: work runs only when we ask */
 	bool enabled;             /* defer rings start disabled: the loop thread enables */
 	pthread_t submitter;      /* defer: the only thread that may enter the ring */
-	pthread_mutex_t mu;       /* n_attached, n_interest, ev_added, loop_tid; cv */
-	pthread_cond_t cv;        /* delegated cancels done (THREADSAFE frees) */
+	pthread_mutex_t mu;       /* ulevs list, n_interest, ev_added */
 	pthread_mutex_t reap_mu;  /* one CQ consumer at a time, only if threaded */
 	bool threaded;            /* a THREADSAFE listener uses this ring */
 	pthread_t loop_tid;
