@@ -5,7 +5,7 @@
 # benchmark report). Idempotent; needs root (or sudo).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
-      curl python3 gnuplot-nox util-linux procps)
+      curl python3 gnuplot-nox util-linux procps iproute2)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
