@@ -240,33 +240,28 @@ static void evu_ulev_finalize_both(struct event *ev, void *arg)
 	evu_ulev_free_now(ul, ul->lev);
 }
 
-static void evu_ulev_free_detached(struct evu_ulev *ul, bool threaded)
+/*
+ * Free the io_uring state (no request in flight), and the listener too if
+ * with_listener. With THREADSAFE another thread may be about to run arm_ev's
+ * callback: libevent's finalizer frees once it cannot run. `threaded` is
+ * passed, not read from the listener, which may already be gone. Returns
+ * true if the caller may free the listener itself now.
+ */
+static bool evu_ulev_free_as(struct evu_ulev *ul, bool threaded, bool with_listener)
 {
 	if (threaded) {
-		event_free_finalize(0, ul->arm_ev, evu_ulev_finalize_ul);
-		return;
+		event_free_finalize(0, ul->arm_ev,
+				    with_listener ? evu_ulev_finalize_both : evu_ulev_finalize_ul);
+		return false;
 	}
 	event_free(ul->arm_ev);
 	evu_ulev_free_now(ul, NULL);
+	return with_listener;
 }
 
-/*
- * Free the io_uring state (no request in flight). With THREADSAFE another
- * thread may be about to run arm_ev's callback: libevent's finalizer frees
- * once it cannot run. Returns true if the listener itself may be freed now.
- */
 static bool evu_ulev_free(struct evu_ulev *ul, bool with_listener)
 {
-	if (!ul->lev->lock) {
-		evu_ulev_free_detached(ul, false);
-		return with_listener;
-	}
-	if (!with_listener) {
-		evu_ulev_free_detached(ul, true);
-		return false;
-	}
-	event_free_finalize(0, ul->arm_ev, evu_ulev_finalize_both);
-	return false;
+	return evu_ulev_free_as(ul, ul->lev->lock != NULL, with_listener);
 }
 
 void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
@@ -288,12 +283,8 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 			close(res);
 			lev->stats.closed++;
 		}
-		if (!release) {
-			evu_unlock(lev);
-			return;
-		}
 		evu_unlock(lev);
-		if (evu_ulev_free(ul, true))
+		if (release && evu_ulev_free(ul, true))
 			evu_listener_release(lev);
 		return;
 	}
@@ -313,7 +304,7 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 		bool threaded = lev->lock != NULL;
 
 		evu_decref_and_unlock(lev);
-		evu_ulev_free_detached(ul, threaded);
+		evu_ulev_free_as(ul, threaded, false);
 		return;
 	}
 	if (final && lev->refcnt > 1 && evu_wants_accept(lev)) {
@@ -513,7 +504,7 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 	}
 	if (evu_ring_acquire(lev->base, ul) < 0) {
 		/* no new ring (memory, limits): the event backend takes over */
-		evu_ulev_free_detached(ul, lev->lock != NULL);
+		evu_ulev_free(ul, false);
 		evu_switch_to_event(lev);
 		evu_unlock(lev);
 		return;
