@@ -227,7 +227,7 @@ int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul)
 	if (ret == 0) {
 		r->n_attached++;
 		if (ul->lev->lock)
-			r->threaded = true;
+			__atomic_store_n(&r->threaded, true, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&r->mu);
 		ul->ring_next = r->ulevs;
 		r->ulevs = ul;
@@ -359,14 +359,28 @@ bool evu_ring_in_loop_thread(struct evu_ring *r)
 	       pthread_equal((pthread_t)tid, pthread_self());
 }
 
+/* `enabled` and `submitter` are written once, by the loop thread, while
+ * THREADSAFE callers may look from elsewhere: publish with release. */
+static bool evu_ring_is_enabled(struct evu_ring *r)
+{
+	return __atomic_load_n(&r->enabled, __ATOMIC_ACQUIRE);
+}
+
+static bool evu_ring_foreign_submitter(struct evu_ring *r, pthread_t self)
+{
+	return r->defer && evu_ring_is_enabled(r) && !pthread_equal(r->submitter, self);
+}
+
 bool evu_ring_retire_if_foreign(struct evu_ring *r)
 {
-	bool child = r->pid != evu_getpid();
-	bool other_thread = r->defer && r->enabled &&
-			    !pthread_equal(r->submitter, pthread_self());
-
+	if (r->pid != evu_getpid()) {
+		evu_ring_retire(r);
+		return true;
+	}
 	/* A THREADSAFE ring may be in use by its loop thread right now. */
-	if (child || (other_thread && !r->threaded && r->busy == 0)) {
+	if (__atomic_load_n(&r->threaded, __ATOMIC_ACQUIRE))
+		return false;
+	if (evu_ring_foreign_submitter(r, pthread_self()) && r->busy == 0) {
 		evu_ring_retire(r);
 		return true;
 	}
@@ -389,8 +403,7 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 {
 	pthread_t self = pthread_self();
 
-	if (r->pid != evu_getpid() ||
-	    (r->defer && r->enabled && !pthread_equal(r->submitter, self))) {
+	if (r->pid != evu_getpid() || evu_ring_foreign_submitter(r, self)) {
 		evu_ring_retire(r);
 		return false;
 	}
@@ -401,14 +414,14 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&r->loop_tid_known, true, __ATOMIC_RELEASE);
 	}
-	if (!r->enabled) {
+	if (!evu_ring_is_enabled(r)) {
 		int ret = evu_ring_enable(r);
 
 		if (ret < 0)
 			evu_warn("evuring: cannot enable ring fd %d: %s", r->uring.ring_fd,
 				 strerror(-ret));
 		r->submitter = self;
-		r->enabled = true;
+		__atomic_store_n(&r->enabled, true, __ATOMIC_RELEASE);
 	}
 	r->busy++;
 	return true;
@@ -417,7 +430,8 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 bool evu_ring_can_submit(struct evu_ring *r)
 {
 	/* A defer ring belongs to the thread that enabled it. */
-	return !r->defer || (r->enabled && pthread_equal(r->submitter, pthread_self()));
+	return !r->defer ||
+	       (evu_ring_is_enabled(r) && pthread_equal(r->submitter, pthread_self()));
 }
 
 void evu_ring_leave_loop(struct evu_ring *r)
@@ -574,7 +588,7 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 
 void evu_ring_reap(struct evu_ring *r, bool deliver)
 {
-	bool threaded = r->threaded;
+	bool threaded = __atomic_load_n(&r->threaded, __ATOMIC_ACQUIRE);
 
 	if (threaded)
 		pthread_mutex_lock(&r->reap_mu);

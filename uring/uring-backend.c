@@ -456,30 +456,12 @@ static int evu_uring_stop(struct evconnlistener *lev)
 static bool evu_uring_destroy(struct evconnlistener *lev)
 {
 	struct evu_ulev *ul;
-	struct evu_ring *r;
 
 	evu_uring_stop(lev);
 	if (lev->ops != &evu_uring_ops)
 		return lev->ops->destroy(lev);
 	ul = lev->backend;
-	r = ul->ring;
 	evu_ulev_close_stash(ul);
-	/* Single-threaded and not inside our own callbacks: collect the
-	 * cancelled request's final completion now (fds the kernel accepted
-	 * meanwhile are closed; other listeners' are kept for them), so the
-	 * ring can go with its last listener. */
-	if (ul->inflight && !lev->lock && r->busy == 0) {
-		r->busy++;
-		for (int i = 0; i < 100 && ul->inflight; i++) {
-			struct __kernel_timespec ts = { 0, 10 * 1000 * 1000 };
-			struct io_uring_cqe *cqe;
-
-			evu_ring_reap(r, false);
-			if (ul->inflight)
-				io_uring_wait_cqe_timeout(&r->uring, &cqe, &ts);
-		}
-		r->busy--;
-	}
 	if (ul->inflight) {
 		ul->release_pending = true; /* the reaper frees us later */
 		return false;
@@ -515,46 +497,88 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 	evu_unlock(lev);
 }
 
+/* The ring's own thread, not inside our callbacks: we may reap. */
+static bool evu_ulev_may_reap(struct evu_ulev *ul)
+{
+	struct evu_ring *r = ul->ring;
+
+	return (!ul->lev->lock || evu_ring_in_loop_thread(r)) &&
+	       evu_ring_can_submit(r) && r->busy == 0;
+}
+
+/* Collect completions for about `ms` milliseconds, or less once `ul`'s
+ * request has completed (fds accepted for a freed listener are closed;
+ * other listeners' are kept for them). */
+static void evu_ulev_reap_wait(struct evu_ulev *ul, bool may_reap, int ms)
+{
+	struct evu_ring *r = ul->ring;
+
+	if (!may_reap) {
+		struct timespec ts = { 0, ms * 1000L * 1000L };
+
+		evu_ring_try_collect(r);
+		nanosleep(&ts, NULL);
+		return;
+	}
+	r->busy++;
+	evu_ring_reap(r, false);
+	if (ul->inflight) {
+		struct __kernel_timespec ts = { 0, ms * 1000L * 1000L };
+		struct io_uring_cqe *cqe;
+
+		io_uring_wait_cqe_timeout(&r->uring, &cqe, &ts);
+		evu_ring_reap(r, false);
+	}
+	r->busy--;
+}
+
+static long long evu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
 /*
- * evconnlistener_free() of a THREADSAFE listener from a thread that cannot
- * cancel its accept (not the ring's single issuer): as with libevent, the
- * socket must stop accepting before free returns, so wait (unlocked, at most
- * 2 s) for the loop thread to cancel, collecting completions already posted
- * meanwhile (if the loop thread has exited, the kernel cancelled its
- * requests and posted their final completions).
+ * evconnlistener_free(), after stop, unlocked. As with libevent the socket
+ * must be closed when free returns, so that a new bind to its port works;
+ * but a cancelled request holds the socket until its final completion. So
+ * wait for that (at most 2 s): reaping it ourselves in the ring's thread,
+ * else waiting for the loop thread (a single-issuer ring, or a THREADSAFE
+ * listener freed from elsewhere) while collecting completions already
+ * posted. Inside our own callbacks the reaper finishes the job when they
+ * return, as libevent closes a listener freed in its callback after that
+ * returns. If the loop thread has exited, the kernel has cancelled its
+ * requests and posted their final completions.
  */
 static void evu_uring_quiesce(struct evconnlistener *lev)
 {
-	struct evu_ulev *ul;
 	long long deadline = 0;
 
-	for (int i = 0;; i++) {
-		struct timespec ts = { 0, 1000 * 1000 };
-		bool done;
+	for (;;) {
+		struct evu_ulev *ul;
+		bool waiting, may_reap = false, other_thread = false;
 
 		evu_lock(lev);
 		ul = lev->ops == &evu_uring_ops ? lev->backend : NULL;
-		done = !ul || !ul->cancel_delegated || !ul->inflight || ul->cancelled;
-		evu_unlock(lev);
-		if (done)
-			return;
-		if (i == 0) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + 2000;
-			ts.tv_sec = 0;
-			ts.tv_nsec = 1000 * 1000;
-		} else {
-			struct timespec now;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec * 1000LL + now.tv_nsec / 1000000 > deadline) {
-				evu_debug("listener fd %d: freed from another thread; the loop thread did not cancel its accept within 2 s",
-					  lev->fd);
-				return;
-			}
+		waiting = ul && ul->inflight && (ul->cancelled || ul->cancel_delegated);
+		if (waiting) {
+			may_reap = evu_ulev_may_reap(ul);
+			other_thread = lev->lock && !evu_ring_in_loop_thread(ul->ring);
 		}
-		evu_ring_try_collect(ul->ring);
-		nanosleep(&ts, NULL);
+		evu_unlock(lev);
+		/* Neither ours to reap nor another thread's: our callbacks. */
+		if (!waiting || (!may_reap && !other_thread))
+			return;
+		if (!deadline) {
+			deadline = evu_now_ms() + 2000;
+		} else if (evu_now_ms() > deadline) {
+			evu_debug("listener fd %d: freed, but its accept did not complete its cancellation within 2 s",
+				  lev->fd);
+			return;
+		}
+		evu_ulev_reap_wait(ul, may_reap, 1);
 	}
 }
 
