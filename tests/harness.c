@@ -585,3 +585,23 @@ int harness_fd_is_open(int fd)
 {
 	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
 }
+
+static void harness_barrier_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	atomic_store((atomic_int *)arg, 1);
+}
+
+void harness_loop_barrier(struct event_base *base)
+{
+	static atomic_int passed;
+	struct timeval zero = { 0, 0 };
+
+	atomic_store(&passed, 0);
+	CHECK(event_base_once(base, -1, EV_TIMEOUT, harness_barrier_cb, &passed,
+			      &zero) == 0);
+	for (int i = 0; i < 5000 && !atomic_load(&passed); i++)
+		harness_sleep_ms(1);
+	CHECKF(atomic_load(&passed), "the loop thread did not run a queued callback");
+}

@@ -195,6 +195,11 @@ void harness_run_for(struct event_base *base, int ms);
  * @p ms elapsed. Returns pred's final value. */
 int harness_run_until(struct event_base *base, int (*pred)(void *), void *arg,
 		      int ms);
+/* With the loop running in another thread: return once that thread has
+ * run a callback queued now, so whatever callback it was running has
+ * finished (libevent 2.1.12 deadlocks when a listener is disabled or freed
+ * from another thread while its callback runs). Needs threads enabled. */
+void harness_loop_barrier(struct event_base *base);
 /* Monotonic milliseconds. */
 long long harness_now_ms(void);
 void harness_sleep_ms(int ms);

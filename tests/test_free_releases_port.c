@@ -207,6 +207,7 @@ static void phase_c(void)
 		CHECKF(atomic_load(&c.calls) == 1, "round %d: %d callbacks", r,
 		       atomic_load(&c.calls));
 		close(client);
+		harness_loop_barrier(loop_base);
 		evconnlistener_free(c.lev);
 		fd = try_listen(&c.sin);
 		CHECKF(fd >= 0, "round %d: port %d still busy after free returned: %s",
