@@ -36,15 +36,22 @@ static bool evu_fault_first_arm(void)
 }
 
 /* The connection's own peer address. getpeername() refuses a connection
- * the peer already reset; SO_PEERNAME still reports it, as accept() would. */
-static int evu_peer_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+ * the peer already reset; SO_PEERNAME still reports it, as accept() would,
+ * but only into a buffer no longer than the address (else EINVAL). */
+static int evu_peer_address(int fd, int family, struct sockaddr_storage *ss,
+			    socklen_t *len)
 {
 	*len = sizeof(*ss);
 	if (getpeername(fd, (struct sockaddr *)ss, len) == 0 && *len > 0)
 		return 0;
 	if (errno != ENOTCONN)
 		return -errno;
-	*len = sizeof(*ss);
+	if (family == AF_INET)
+		*len = sizeof(struct sockaddr_in);
+	else if (family == AF_INET6)
+		*len = sizeof(struct sockaddr_in6);
+	else
+		return -ENOTCONN;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERNAME, ss, len) == 0 && *len > 0)
 		return 0;
 	return -ENOTCONN;
@@ -72,6 +79,11 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 		sqe->rw_flags = IORING_NOP_INJECT_RESULT;
 		sqe->len = (__u32)-EINVAL;
 		ul->fault_armed = true;
+	} else if (ul->addr_in_accept && ul->ring->defer) {
+		ul->accept_addrlen = sizeof(ul->accept_addr);
+		io_uring_prep_multishot_accept(sqe, lev->fd,
+					       (struct sockaddr *)&ul->accept_addr,
+					       &ul->accept_addrlen, lev->accept_flags);
 	} else {
 		io_uring_prep_multishot_accept(sqe, lev->fd, NULL, NULL, lev->accept_flags);
 	}
@@ -141,6 +153,20 @@ static void evu_ulev_close_stash(struct evu_ulev *ul)
 	}
 }
 
+void evu_ulev_note_accept(struct evu_ulev *ul, int fd, uint64_t seq)
+{
+	if (!ul->addr_in_accept || ul->peer_seq == seq)
+		return; /* not ours, or a later fd of this batch was noted */
+	ul->peer_seq = seq;
+	ul->peer_fd = -1;
+	if (ul->accept_addrlen > sizeof(ul->accept_addr) ||
+	    ul->accept_addr.ss_family != ul->family)
+		return;
+	ul->peer_fd = fd;
+	ul->peer_len = ul->accept_addrlen;
+	memcpy(&ul->peer, &ul->accept_addr, ul->accept_addrlen);
+}
+
 /* Deliver one fd to the user. Lock and a reference held. */
 static void evu_ulev_deliver(struct evu_ulev *ul, int fd)
 {
@@ -148,7 +174,13 @@ static void evu_ulev_deliver(struct evu_ulev *ul, int fd)
 	struct sockaddr_storage ss;
 	socklen_t len;
 
-	if (evu_peer_address(fd, &ss, &len) < 0) {
+	if (fd == ul->peer_fd && ul->peer_seq == ul->ring->batch_seq) {
+		ul->peer_fd = -1;
+		lev->backoff_ms = 0;
+		evu_deliver(lev, fd, (struct sockaddr *)&ul->peer, ul->peer_len);
+		return;
+	}
+	if (evu_peer_address(fd, ul->family, &ss, &len) < 0) {
 		/* libevent never hands out a connection without an address */
 		close(fd);
 		lev->stats.closed++;
@@ -388,6 +420,10 @@ static int evu_uring_attach(struct evconnlistener *lev)
 	if (!ul)
 		return -ENOMEM;
 	ul->lev = lev;
+	ul->peer_fd = -1;
+	len = sizeof(ul->family);
+	if (getsockopt(lev->fd, SOL_SOCKET, SO_DOMAIN, &ul->family, &len) == 0)
+		ul->addr_in_accept = ul->family == AF_INET || ul->family == AF_INET6;
 	ret = evu_ring_acquire(lev->base, ul);
 	if (ret < 0)
 		goto fail_free;

@@ -39,6 +39,18 @@ struct evu_ulev {
 	bool cancel_delegated;    /* freed from a thread that cannot cancel: the loop does */
 	unsigned stash_head;
 	bool interest;            /* counted in ring->n_interest */
+	/* Peer address from the accept itself (DEFER_TASKRUN rings, IP
+	 * listeners): the kernel rewrites accept_addr at every accept, and
+	 * only our own io_uring_enter calls run accepts, so right after a
+	 * reap's peek it holds the address of the listener's latest accepted
+	 * fd. That is copied to peer (valid for peer_fd in batch peer_seq);
+	 * every other fd costs a getpeername(). */
+	bool addr_in_accept;
+	int family;               /* the listening socket's */
+	int peer_fd;
+	uint64_t peer_seq;
+	socklen_t accept_addrlen, peer_len;
+	struct sockaddr_storage accept_addr, peer;
 };
 
 struct evu_ring {
@@ -68,6 +80,10 @@ struct evu_ring {
 	struct evu_ulev *ulevs;   /* attached listener states (under mu) */
 	struct evu_ring *next;
 };
+
+/* uring-backend.c: called by the reaper, newest first, for the successful
+ * CQEs of a batch that holds every completion posted so far. */
+EVU_HIDDEN void evu_ulev_note_accept(struct evu_ulev *ul, int fd, uint64_t seq);
 
 /* ring.c */
 EVU_HIDDEN int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul);
