@@ -174,6 +174,7 @@ static void phase_a(void)
 	       atomic_load(&t.other));
 	CHECKF(!missed && !dups, "%d missed, %d duplicated", missed, dups);
 	CHECK(atomic_load(&t.delivered) > 0);
+	harness_loop_barrier(base);
 	evconnlistener_free(lev);
 }
 
