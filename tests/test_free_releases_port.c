@@ -11,7 +11,9 @@
  *     iteration;
  *  C. LEV_OPT_THREADSAFE, the loop running in another thread and busy with
  *     a second listener's slow callbacks: free from the main thread between
- *     connections, then bind at once; 40 rounds.
+ *     connections, then bind at once; 40 rounds;
+ *  D. free from another listener's callback (same base), the freed one armed
+ *     and having accepted, then bind at once, in that callback.
  */
 #include "harness.h"
 
@@ -223,6 +225,54 @@ static void phase_c(void)
 	event_base_free(loop_base);
 }
 
+struct pair {
+	struct ctx victim;
+	int calls;
+};
+
+static void free_other_cb(struct evconnlistener *lev, evutil_socket_t fd,
+			  struct sockaddr *sa, int socklen, void *arg)
+{
+	struct pair *p = arg;
+
+	(void)lev; (void)sa; (void)socklen;
+	close(fd);
+	if (p->calls++ == 0)
+		free_then_bind_cb(-1, 0, &p->victim);
+}
+
+static int pair_called(void *arg)
+{
+	return ((struct pair *)arg)->calls > 0;
+}
+
+static void phase_d(void)
+{
+	struct event_base *base = harness_base();
+	struct pair p = { 0 };
+	struct evconnlistener *other;
+	struct sockaddr_in other_sin;
+	int client;
+
+	harness_phase("D: free from another listener's callback, bind in it");
+	p.victim.lev = harness_listen_ipv4(base, accept_cb, &p.victim,
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
+					   &p.victim.sin);
+	other = harness_listen_ipv4(base, free_other_cb, &p, LEV_OPT_CLOSE_ON_FREE,
+				    -1, &other_sin);
+	one_connection(base, &p.victim);
+	p.victim.bound = -1;
+	client = harness_connect((struct sockaddr *)&other_sin, sizeof other_sin, 0,
+				 NULL);
+	CHECKF(harness_run_until(base, pair_called, &p, 5000),
+	       "no callback on the other listener");
+	CHECKF(p.victim.bound == 1, "bind after free in another listener's callback: %s",
+	       p.victim.bound < 0 ? "never ran" : strerror(p.victim.bind_errno));
+	close(client);
+	evconnlistener_free(other);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	int baseline;
@@ -233,6 +283,7 @@ int main(void)
 	phase_a();
 	phase_b();
 	phase_c();
+	phase_d();
 	CHECK_EQ(harness_fd_count(), baseline);
 	return 0;
 }

@@ -522,6 +522,12 @@ static void evu_ring_run_work(struct evu_ring *r)
 	}
 }
 
+void evu_ring_run_pending(struct evu_ring *r)
+{
+	if (r->defer && evu_ring_can_submit(r))
+		evu_ring_run_work(r);
+}
+
 static bool evu_ring_work_left(struct evu_ring *r)
 {
 	return io_uring_cq_ready(&r->uring) > 0 ||

@@ -583,10 +583,10 @@ static long long evu_now_ms(void)
  * wait for that (at most 2 s): reaping it ourselves in the ring's thread,
  * else waiting for the loop thread (a single-issuer ring, or a THREADSAFE
  * listener freed from elsewhere) while collecting completions already
- * posted. Inside our own callbacks the reaper finishes the job when they
- * return, as libevent closes a listener freed in its callback after that
- * returns. If the loop thread has exited, the kernel has cancelled its
- * requests and posted their final completions.
+ * posted. Inside our own callbacks we run the cancellation's work, which
+ * lets go of the socket, and leave its completion to the reaper. If the
+ * loop thread has exited, the kernel has cancelled its requests and posted
+ * their final completions.
  */
 static void evu_uring_quiesce(struct evconnlistener *lev)
 {
@@ -604,9 +604,16 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 			other_thread = lev->lock && !evu_ring_in_loop_thread(ul->ring);
 		}
 		evu_unlock(lev);
-		/* Neither ours to reap nor another thread's: our callbacks. */
-		if (!waiting || (!may_reap && !other_thread))
+		if (!waiting)
 			return;
+		if (!may_reap && !other_thread) {
+			/* Inside our callbacks, where we may not reap: running
+			 * the cancellation's work completes the request, which
+			 * lets go of the socket; its CQE waits for the reaper,
+			 * which then frees our state. */
+			evu_ring_run_pending(ul->ring);
+			return;
+		}
 		if (!deadline) {
 			deadline = evu_now_ms() + 2000;
 		} else if (evu_now_ms() > deadline) {

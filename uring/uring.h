@@ -104,6 +104,10 @@ EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r);
  * (fds go to stashes); for a THREADSAFE free in a non-loop thread. Returns
  * false if the loop thread is reaping right now. */
 EVU_HIDDEN bool evu_ring_try_collect(struct evu_ring *r);
+/* DEFER_TASKRUN, its submitter thread: run queued work (a cancellation's
+ * completion, new accepts) without consuming any CQE; the reaper sees them
+ * later. Safe inside our own callbacks. */
+EVU_HIDDEN void evu_ring_run_pending(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_leave_loop(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_can_submit(struct evu_ring *r);
 EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
