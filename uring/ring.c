@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uring.h"
@@ -306,8 +307,20 @@ static void evu_ring_retire(struct evu_ring *r)
 	evu_ring_unlink(r);
 	pthread_mutex_unlock(&evu_rings_mu);
 	r->busy++;
-	if (!forked)
-		evu_ring_reap(r, false);
+	/* From here a cross-thread collector leaves this ring alone: its
+	 * completions are for requests the listeners no longer own. */
+	if (forked) {
+		r->retiring = true; /* the child's only thread collects */
+	} else {
+		bool threaded = __atomic_load_n(&r->threaded, __ATOMIC_ACQUIRE);
+
+		if (threaded)
+			pthread_mutex_lock(&r->reap_mu);
+		r->retiring = true;
+		evu_ring_reap_locked(r, false);
+		if (threaded)
+			pthread_mutex_unlock(&r->reap_mu);
+	}
 	for (;;) {
 		struct evu_ulev *ul;
 
@@ -319,6 +332,12 @@ static void evu_ring_retire(struct evu_ring *r)
 		evu_ulev_migrate(ul);
 	}
 	r->busy--;
+	/* (In a child, pins are the parent's threads' and never drop.) */
+	while (!forked && __atomic_load_n(&r->pins, __ATOMIC_ACQUIRE) > 0) {
+		struct timespec ts = { 0, 100 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
 	evu_ring_destroy(r);
 }
 
@@ -392,11 +411,26 @@ bool evu_ring_try_collect(struct evu_ring *r)
 	/* Not the loop thread: no busy count (the loop thread's), and
 	 * nothing is submitted or released here (a THREADSAFE listener's
 	 * state is freed by a libevent finalizer, in the loop thread). */
+	bool collected = false;
+
 	if (pthread_mutex_trylock(&r->reap_mu) != 0)
 		return false;
-	evu_ring_reap_locked(r, false);
+	if (!r->retiring) {
+		evu_ring_reap_locked(r, false);
+		collected = true;
+	}
 	pthread_mutex_unlock(&r->reap_mu);
-	return true;
+	return collected;
+}
+
+void evu_ring_pin(struct evu_ring *r)
+{
+	__atomic_add_fetch(&r->pins, 1, __ATOMIC_ACQ_REL);
+}
+
+void evu_ring_unpin(struct evu_ring *r)
+{
+	__atomic_sub_fetch(&r->pins, 1, __ATOMIC_ACQ_REL);
 }
 
 bool evu_ring_enter_loop(struct evu_ring *r)

@@ -542,20 +542,11 @@ static bool evu_ulev_may_reap(struct evu_ulev *ul)
 	       evu_ring_can_submit(r) && r->busy == 0;
 }
 
-/* Collect completions for about `ms` milliseconds, or less once `ul`'s
- * request has completed (fds accepted for a freed listener are closed;
- * other listeners' are kept for them). */
-static void evu_ulev_reap_wait(struct evu_ulev *ul, bool may_reap, int ms)
+/* The ring's own thread: collect completions for about `ms` milliseconds,
+ * or less once `ul`'s request has completed (fds accepted for a freed
+ * listener are closed; other listeners' are kept for them). */
+static void evu_ulev_reap_wait(struct evu_ulev *ul, struct evu_ring *r, int ms)
 {
-	struct evu_ring *r = ul->ring;
-
-	if (!may_reap) {
-		struct timespec ts = { 0, ms * 1000L * 1000L };
-
-		evu_ring_try_collect(r);
-		nanosleep(&ts, NULL);
-		return;
-	}
 	r->busy++;
 	evu_ring_reap(r, false);
 	if (ul->inflight) {
@@ -594,14 +585,18 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 
 	for (;;) {
 		struct evu_ulev *ul;
+		struct evu_ring *r = NULL;
 		bool waiting, may_reap = false, other_thread = false;
 
 		evu_lock(lev);
 		ul = lev->ops == &evu_uring_ops ? lev->backend : NULL;
 		waiting = ul && ul->inflight && (ul->cancelled || ul->cancel_delegated);
 		if (waiting) {
+			r = ul->ring;
 			may_reap = evu_ulev_may_reap(ul);
-			other_thread = lev->lock && !evu_ring_in_loop_thread(ul->ring);
+			other_thread = lev->lock && !evu_ring_in_loop_thread(r);
+			if (other_thread)
+				evu_ring_pin(r); /* the loop thread may retire it */
 		}
 		evu_unlock(lev);
 		if (!waiting)
@@ -611,7 +606,7 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 			 * the cancellation's work completes the request, which
 			 * lets go of the socket; its CQE waits for the reaper,
 			 * which then frees our state. */
-			evu_ring_run_pending(ul->ring);
+			evu_ring_run_pending(r);
 			return;
 		}
 		if (!deadline) {
@@ -619,9 +614,21 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 		} else if (evu_now_ms() > deadline) {
 			evu_debug("listener fd %d: freed, but its accept did not complete its cancellation within 2 s",
 				  lev->fd);
+			if (other_thread)
+				evu_ring_unpin(r);
 			return;
 		}
-		evu_ulev_reap_wait(ul, may_reap, 1);
+		if (other_thread) {
+			/* Wait for the loop thread, collecting what is posted
+			 * in case it no longer runs. */
+			struct timespec ts = { 0, 1000L * 1000L };
+
+			evu_ring_try_collect(r);
+			evu_ring_unpin(r);
+			nanosleep(&ts, NULL);
+		} else {
+			evu_ulev_reap_wait(ul, r, 1);
+		}
 	}
 }
 

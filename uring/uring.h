@@ -71,6 +71,8 @@ struct evu_ring {
 	bool ev_added;
 	bool has_sync_cancel;
 	bool teardown_pending;
+	bool retiring;            /* under reap_mu: listeners are moving away */
+	int pins;                 /* cross-thread users (atomic): retire waits */
 	int busy;                 /* depth of ring callbacks running (loop thread) */
 	int n_attached;           /* evu_ulev objects alive on this ring */
 	int n_interest;           /* ulevs that need the ring event pending */
@@ -104,6 +106,12 @@ EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r);
  * (fds go to stashes); for a THREADSAFE free in a non-loop thread. Returns
  * false if the loop thread is reaping right now. */
 EVU_HIDDEN bool evu_ring_try_collect(struct evu_ring *r);
+/* Keep a ring from being destroyed while another thread than its loop
+ * thread uses it (a THREADSAFE free). Take the pin while holding the lock
+ * of a listener attached to it: a ring is retired only after each of its
+ * listeners has been moved, which takes that lock. */
+EVU_HIDDEN void evu_ring_pin(struct evu_ring *r);
+EVU_HIDDEN void evu_ring_unpin(struct evu_ring *r);
 /* DEFER_TASKRUN, its submitter thread: run queued work (a cancellation's
  * completion, new accepts) without consuming any CQE; the reaper sees them
  * later. Safe inside our own callbacks. */
