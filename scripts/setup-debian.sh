@@ -3,9 +3,27 @@
 # libevent development files, Google Benchmark, and the tools the tests and
 # the benchmark drive (curl as a real HTTP client, python3 + gnuplot for the
 # benchmark report). Idempotent; needs root (or sudo).
+#
+#   scripts/setup-debian.sh [--tests]
+#
+# --tests also installs the third-party programs that tests/programs runs
+# with evuring preloaded (Debian's own builds against libevent 2.1.12):
+# transmission-daemon (evhttp RPC) and fstrm-bin (fstrm_capture, a direct
+# evconnlistener user). Their services are never started by the install.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2)
+TEST_PKGS=(transmission-daemon fstrm-bin)
+# Daemons among TEST_PKGS whose packages would start (and enable) a service.
+TEST_SERVICES=(transmission-daemon)
+tests=0
+for a in "$@"; do
+  case $a in
+    --tests) tests=1 ;;
+    *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+  esac
+done
+[ $tests = 0 ] || PKGS+=("${TEST_PKGS[@]}")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,5 +36,29 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The test programs are daemons: keep their maintainer scripts from starting
+# them (invoke-rc.d and deb-systemd-invoke ask policy-rc.d; 101 = refuse).
+# A policy-rc.d already in place (containers have one) is left alone.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ $tests = 1 ] && [ ! -e $policy ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
+  $SUDO chmod 755 $policy
+  own_policy=1
+  trap '$SUDO rm -f $policy' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ $tests = 1 ]; then
+  # Nothing of theirs may keep running or start at boot: the tests start
+  # their own instances on free ports with temporary state.
+  for s in "${TEST_SERVICES[@]}"; do
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/"$s" ]; then
+      $SUDO /etc/init.d/"$s" stop >/dev/null 2>&1 || true
+      $SUDO update-rc.d "$s" disable >/dev/null 2>&1 || true
+    fi
+  done
+fi
+[ $own_policy = 0 ] || { $SUDO rm -f $policy; trap - EXIT; }
