@@ -76,9 +76,8 @@ for ((i = 1; i <= conc_conns; i++)); do
 	replay >"$tmp/replay.$i.out" 2>&1 &
 	pids+=" $!"
 done
-bad=0
-for p in $pids; do wait "$p" || bad=$((bad + 1)); done
-[ $bad -eq 0 ] || fail "$bad of $conc_conns concurrent fstrm_replay runs failed"
+wait_jobs $pids
+[ $jobs_failed -eq 0 ] || fail "$jobs_failed of $conc_conns concurrent fstrm_replay runs failed"
 echo "ok: $conc_conns concurrent connections replayed (maxconns 3)"
 
 total=$((seq_conns + conc_conns))

@@ -199,6 +199,14 @@ wait_until() {
 	return 1
 }
 
+# wait_jobs PID...: wait for each background job; $jobs_failed = how many
+# failed. (Not a $(...) subshell: only this shell can wait for its jobs.)
+wait_jobs() {
+	local p
+	jobs_failed=0
+	for p in "$@"; do wait "$p" || jobs_failed=$((jobs_failed + 1)); done
+}
+
 # stop_program [SIGNAL]: signal the program, wait up to 15 s, check it
 # exited with status 0.
 stop_program() {

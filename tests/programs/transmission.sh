@@ -93,9 +93,8 @@ for c in 1 2 3 4 5 6 7 8; do
 	) &
 	pids+=" $!"
 done
-bad=0
-for p in $pids; do wait "$p" || bad=$((bad + 1)); done
-[ $bad -eq 0 ] || fail "$bad of 8 concurrent clients failed"
+wait_jobs $pids
+[ $jobs_failed -eq 0 ] || fail "$jobs_failed of 8 concurrent clients failed"
 echo "ok: 8 concurrent clients x 5 requests"
 
 check_backend
