@@ -49,6 +49,7 @@ EVURING_API struct evconnlistener *evconnlistener_new_bind(struct event_base *ba
 	int fd, err;
 
 	/* libevent returns NULL for backlog 0 without making a socket. */
+	base = evu_base_or_current(base);
 	if (backlog == 0 || !base) {
 		errno = EINVAL;
 		return NULL;

@@ -93,6 +93,9 @@ EVU_HIDDEN bool evu_decref_and_unlock(struct evconnlistener *lev);
 /* Free the listener's memory (after destroy returned false, once the
  * backend's in-flight work is over). */
 EVU_HIDDEN void evu_listener_release(struct evconnlistener *lev);
+/* @p base, or for NULL libevent's legacy current base (event_init()), or
+ * NULL when there is none. */
+EVU_HIDDEN struct event_base *evu_base_or_current(struct event_base *base);
 
 /* Hand one accepted fd to the user callback. The caller holds the lock and
  * a reference, and has checked evu_wants_accept(). */

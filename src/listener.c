@@ -36,6 +36,36 @@ static int evu_lock_new(pthread_mutex_t **out)
 	return 0;
 }
 
+static void evu_no_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/*
+ * libevent takes a NULL base to mean the legacy current base (the one
+ * event_init() made): event_assign() picks it up. The base itself is private
+ * to libevent, so ask event_assign() for it; with no current base this
+ * stays NULL (libevent would hand back a listener that never fires).
+ */
+struct event_base *evu_base_or_current(struct event_base *base)
+{
+	struct event *probe;
+
+	if (base)
+		return base;
+	probe = malloc(event_get_struct_event_size());
+	if (!probe)
+		return NULL;
+	if (event_assign(probe, NULL, -1, 0, evu_no_event_cb, NULL) == 0) {
+		base = event_get_base(probe);
+		event_debug_unassign(probe);
+	}
+	free(probe);
+	return base;
+}
+
 void evu_listener_release(struct evconnlistener *lev)
 {
 	if (lev->lock) {
@@ -98,6 +128,7 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 	const char *why = "";
 	int err = 0;
 
+	base = evu_base_or_current(base);
 	if (!base || fd < 0) {
 		errno = base ? EBADF : EINVAL;
 		return NULL;
