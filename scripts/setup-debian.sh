@@ -10,7 +10,10 @@
 # with evuring preloaded (Debian's own builds against libevent 2.1.12):
 # transmission-daemon (evhttp RPC) and fstrm-bin (fstrm_capture, a direct
 # evconnlistener user). Their services are never started by the install.
+# It also fetches the source of the installed libevent into .deps/ for
+# tests/upstream (libevent's own tests, run with evuring preloaded).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2)
 TEST_PKGS=(transmission-daemon fstrm-bin)
@@ -28,8 +31,48 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+# --tests: libevent's own test programs (regress, test-ratelim, test-fdleak),
+# which tests/upstream builds from the source of the installed libevent and
+# runs against Debian's libevent with evuring preloaded. The source package
+# comes from the same Debian archive as the binaries, through a private apt
+# state under .deps/ (the system's apt sources and lists are not touched).
+fetch_libevent_source() {
+  local dest=.deps/libevent-src ver apt_dir f
+  ver=$(dpkg-query -W -f='${source:Version}' libevent-dev)
+  ver=${ver#*:}
+  if [ -e "$dest/libevent_$ver.dsc" ]; then
+    echo "setup: libevent $ver source present in $dest"
+    return 0
+  fi
+  apt_dir=$dest/apt
+  rm -rf "$apt_dir"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/sources.list.d"
+  # deb-src twins of the system's enabled deb entries.
+  [ ! -f /etc/apt/sources.list ] ||
+    sed -n 's/^deb\([[:space:]]\)/deb-src\1/p' /etc/apt/sources.list > "$apt_dir/sources.list"
+  for f in /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] && sed -n 's/^deb\([[:space:]]\)/deb-src\1/p' "$f" >> "$apt_dir/sources.list"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && sed 's/^Types:.*/Types: deb-src/' "$f" > "$apt_dir/sources.list.d/${f##*/}"
+  done
+  local opts=(-o "Dir::Etc::SourceList=$PWD/$apt_dir/sources.list"
+              -o "Dir::Etc::SourceParts=$PWD/$apt_dir/sources.list.d"
+              -o "Dir::State::Lists=$PWD/$apt_dir/lists"
+              -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+              -o "APT::Sandbox::User=$(id -un)" -o Debug::NoLocking=1)
+  echo "setup: fetching Debian's libevent $ver source (for tests/upstream)"
+  apt-get "${opts[@]}" update -qq || true
+  if ! (cd "$dest" && apt-get "${opts[@]}" source --download-only -qq "libevent=$ver"); then
+    echo "setup: could not fetch libevent $ver source; tests/upstream will skip" >&2
+  fi
+  rm -rf "$apt_dir"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all Debian packages present"
+  [ $tests = 0 ] || fetch_libevent_source
   exit 0
 fi
 SUDO=""
@@ -62,3 +105,4 @@ if [ $tests = 1 ]; then
   done
 fi
 [ $own_policy = 0 ] || { $SUDO rm -f $policy; trap - EXIT; }
+[ $tests = 0 ] || fetch_libevent_source

@@ -2,8 +2,9 @@
 # Set up (Debian packages), build evuring with warnings as errors and run
 # every test (ctest): the behaviour suite on the io_uring backend, the event
 # backend, with io_uring denied by seccomp, and against libevent's own
-# listener; swap-in, third-party program (tests/programs), reliability,
-# install and example tests. Then the whole
+# listener; swap-in, third-party program (tests/programs), libevent's own
+# tests with evuring preloaded (tests/upstream), reliability, install and
+# example tests. Then the whole
 # suite again under AddressSanitizer+UBSan and under ThreadSanitizer, and the
 # storm/soak programs under valgrind (leaks and fds).
 # Usage: scripts/test.sh [--no-setup] [--quick] [BUILD_DIR]
@@ -18,7 +19,8 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-# --tests: also the third-party programs tests/programs runs with evuring preloaded.
+# --tests: also the third-party programs tests/programs runs with evuring
+# preloaded, and the libevent source package tests/upstream builds.
 [ $setup = 0 ] || bash scripts/setup-debian.sh --tests
 BUILD=${1:-build-test}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVURING_WERROR=ON

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Run one of libevent's own test programs (built by build.sh against Debian's
+# libevent) with evuring preloaded on a backend, or without it (plain, the
+# control), and check what a user would:
+#   - the program's own verdict (exit status 0);
+#   - with evuring: at least --min-listeners listeners reported by
+#     EVURING_DEBUG, every one on the asked backend (so the test really ran
+#     on evuring, and on that backend);
+#   - plain: no evuring line at all;
+#   - no evuring error or warning, no sanitizer report.
+#
+#   run.sh --backend=uring|event|plain --preload=LIB[:LIB...] --probe=PATH
+#          --bindir=DIR --min-listeners=N [--env=VAR=VALUE...] PROGRAM [ARGS...]
+#
+# --env sets a variable for the program in every variant (libevent's own
+# EVENT_NOEPOLL / EVENT_NOPOLL choose its poll or select method).
+#
+# Exit status: 0 pass, 1 fail, 77 skip (libevent's source package was not
+# fetched, or io_uring is unavailable for the uring variant).
+set -u
+
+backend='' preload='' probe='' bindir='' min=1 extra_env=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--backend=*) backend=${1#*=} ;;
+	--preload=*) preload=${1#*=} ;;
+	--probe=*) probe=${1#*=} ;;
+	--bindir=*) bindir=${1#*=} ;;
+	--min-listeners=*) min=${1#*=} ;;
+	--env=*) extra_env+=("${1#*=}") ;;
+	--*) echo "unknown argument $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+	shift
+done
+[ $# -ge 1 ] || { echo "need a PROGRAM" >&2; exit 2; }
+prog=$1
+shift
+case $backend in
+uring | event | plain) ;;
+*) echo "need --backend=uring|event|plain" >&2; exit 2 ;;
+esac
+
+if [ -e "$bindir/SKIP" ]; then
+	echo "SKIP: $(cat "$bindir/SKIP")"
+	exit 77
+fi
+[ -x "$bindir/$prog" ] || { echo "FAIL: $bindir/$prog was not built (see upstream.build)"; exit 1; }
+if [ "$backend" = uring ] && ! why=$("$probe" 2>&1); then
+	echo "SKIP: $why"
+	exit 77
+fi
+
+out=$(mktemp /tmp/evu-upstream.XXXXXX) || exit 1
+trap 'rm -f "$out"' EXIT
+
+echo "running ${extra_env[*]} $prog $*  (backend $backend${preload:+, preload $preload})"
+start=$SECONDS
+case $backend in
+plain)
+	# The preload list without evuring, its last entry (an ASan build
+	# keeps the ASan runtime in the control too).
+	plain_preload=''
+	case $preload in *:*) plain_preload=${preload%:*} ;; esac
+	env -u EVURING_BACKEND LD_PRELOAD="$plain_preload" "${extra_env[@]}" \
+		"$bindir/$prog" "$@" >"$out" 2>&1
+	;;
+*) env LD_PRELOAD="$preload" EVURING_BACKEND="$backend" EVURING_DEBUG=1 \
+	"${extra_env[@]}" "$bindir/$prog" "$@" >"$out" 2>&1 ;;
+esac
+rc=$?
+echo "$prog exited with status $rc after $((SECONDS - start)) s"
+
+fail() {
+	echo "FAIL: $*"
+	echo "--- output (failures and the last 40 lines)"
+	grep -E "FAIL|FAILED|\[err\]|\[warn\]|Sanitizer|runtime error" "$out" | head -40
+	echo "..."
+	tail -40 "$out"
+	exit 1
+}
+
+[ $rc -eq 0 ] || fail "$prog exited with status $rc"
+
+# Not anchored: a forked regress child prints on its test's line.
+listener_lines() { grep -oE '\[evuring\] listener fd [0-9]+: [a-z]+ backend' "$out"; }
+listeners=$(listener_lines | wc -l)
+case $backend in
+uring | event)
+	[ "$listeners" -ge "$min" ] ||
+		fail "$listeners evuring listener(s) reported, at least $min expected"
+	other=$(listener_lines | grep -cv ": $backend backend")
+	[ "$other" -eq 0 ] || fail "$other listener(s) got another backend than $backend"
+	echo "ok: $listeners listeners ran on evuring's $backend backend"
+	;;
+plain)
+	! grep -q '\[evuring\]' "$out" || fail "the control run printed [evuring] lines"
+	echo "ok: control run, no evuring"
+	;;
+esac
+if grep -E '\[evuring\].*(error|warning|cannot|refused|unavailable|switching|did not)' "$out" ||
+	grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$out"; then
+	fail "evuring or sanitizer reports (above)"
+fi
+grep -E "tests ok|TESTS FAILED" "$out" | tail -1
+echo "PASS"
