@@ -7,6 +7,7 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -123,6 +124,16 @@ static int evu_ring_init_uring(struct evu_ring *r)
 		ret = io_uring_register_eventfd(&r->uring, r->evfd);
 		if (ret < 0)
 			goto fail;
+	} else {
+		/* The ring fd itself becomes the base's read event; libevent's
+		 * debug mode aborts on a blocking fd in an event. Waiting in
+		 * io_uring_enter does not depend on this flag. */
+		int fl = fcntl(r->uring.ring_fd, F_GETFL);
+
+		if (fl < 0 || fcntl(r->uring.ring_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+			ret = -errno;
+			goto fail;
+		}
 	}
 	return 0;
 
