@@ -2,7 +2,8 @@
 """Side-by-side accept-storm benchmark of evuring (runner).
 
 Runs every server variant against the same client load, in interleaved
-rounds (variant order rotated each round), on loopback only:
+rounds (variant order from a Williams design: every variant takes every
+position, and follows every other variant, equally often), on loopback only:
 server pinned to one CPU, client threads to the other, so the server wakes
 per connection. Figures per run: server CPU time (getrusage user+sys) per
 accepted connection in the measured window, accepted conn/s, and accept
@@ -865,6 +866,29 @@ def netns_setup(keep_timewait):
 
 # ---------------------------------------------------------------- main ---
 
+def round_order(variants, rnd):
+    """Variant order of round rnd: row rnd of a Williams Latin square.
+
+    A plain rotation keeps each variant's predecessor the same in every
+    round, so whatever one run leaves behind (sockets still being freed,
+    caches) always lands on the same next variant: a bias, not noise
+    (suspected: fallback/libevent 1.095 in all five write-close rounds of a
+    run where it always followed preload, 1.010 without that neighbour). In
+    a Williams square each variant takes each position once per
+    len(variants) rounds and, for an even count, follows each other variant
+    once."""
+    n = len(variants)
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        if len(first) % 2:
+            first.append(lo)
+            lo += 1
+        else:
+            first.append(hi)
+            hi -= 1
+    return [variants[(i + rnd) % n] for i in first]
+
+
 def find_paths(build):
     for cand in (os.path.join(build, "bench", "storm-paths.json"),
                  os.path.join(build, "storm-paths.json")):
@@ -1056,8 +1080,7 @@ def main():
         for mode in modes:
             nrounds = mode_rounds(cfg, mode)
             for rnd in range(nrounds):
-                k = rnd % len(variants)
-                order = variants[k:] + variants[:k]
+                order = round_order(variants, rnd)
                 for pos, v in enumerate(order):
                     if TTY:
                         prog.show("%s round %d/%d: %s" % (mode, rnd + 1, nrounds, v))
@@ -1072,11 +1095,10 @@ def main():
                         prog.finish()
                         log("storm: %s %s round %d: %s" % (mode, v, rnd + 1,
                                                           "; ".join(run["problems"])))
-        # Scale: every worker count in every round, variant order rotated.
+        # Scale: every worker count in every round, variant order as above.
         for rnd in range(cfg.rounds if scale_variants else 0):
             for n in worker_counts:
-                k = rnd % len(scale_variants)
-                order = scale_variants[k:] + scale_variants[:k]
+                order = round_order(scale_variants, rnd)
                 for pos, v in enumerate(order):
                     prog.show("scale round %d/%d: N=%d %s" % (rnd + 1, cfg.rounds, n, v)
                               if TTY else "scale round %d/%d" % (rnd + 1, cfg.rounds))
