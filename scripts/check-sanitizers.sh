@@ -39,7 +39,8 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 #   libasan first in LD_PRELOAD.)
 # - tsan: programs.* (tests/programs, Debian's own binaries with evuring
 #   preloaded) are not even registered in a TSan build, for the same reason;
-#   under ASan only programs.fstrm.* are (see tests/programs/CMakeLists.txt).
+#   under ASan only programs.fstrm.* and programs.litecoin.* are (see
+#   tests/programs/CMakeLists.txt).
 #   Nor are upstream.* (libevent's own tests, preloaded the same way); under
 #   ASan they run without the poll/select regress variants.
 asan_exclude=''

@@ -8,7 +8,8 @@
 #
 # --tests also installs the third-party programs that tests/programs runs
 # with evuring preloaded (Debian's own builds against libevent 2.1.12):
-# transmission-daemon (evhttp RPC) and fstrm-bin (fstrm_capture, a direct
+# transmission-daemon and litecoind (evhttp RPC servers; litecoind installs
+# no service) and fstrm-bin (fstrm_capture, a direct
 # evconnlistener user). Their services are never started by the install.
 # It also fetches the source of the installed libevent into .deps/ for
 # tests/upstream (libevent's own tests, run with evuring preloaded).
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2)
-TEST_PKGS=(transmission-daemon fstrm-bin)
+TEST_PKGS=(transmission-daemon fstrm-bin litecoind)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
 TEST_SERVICES=(transmission-daemon)
 tests=0
