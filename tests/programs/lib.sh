@@ -207,20 +207,27 @@ wait_jobs() {
 	for p in "$@"; do wait "$p" || jobs_failed=$((jobs_failed + 1)); done
 }
 
-# stop_program [SIGNAL]: signal the program, wait up to 15 s, check it
-# exited with status 0.
-stop_program() {
-	local sig=${1:-TERM} i rc
-	alive || fail "$prog_name died while serving"
-	kill -"$sig" "$prog_pid"
-	for ((i = 0; i < 150; i++)); do
+# expect_exit SECONDS WHAT: the program was asked to exit (by WHAT); wait up
+# to SECONDS for it, check it exited with status 0.
+expect_exit() {
+	local i rc
+	for ((i = 0; i < $1 * 10; i++)); do
 		alive || break
 		sleep 0.1
 	done
-	alive && fail "$prog_name did not exit within 15 s of SIG$sig"
+	alive && fail "$prog_name did not exit within $1 s of $2"
 	wait "$prog_pid"
 	rc=$?
 	prog_pid=
-	[ $rc -eq 0 ] || fail "$prog_name exited with status $rc after SIG$sig"
-	echo "ok: $prog_name exited 0 after SIG$sig"
+	[ $rc -eq 0 ] || fail "$prog_name exited with status $rc after $2"
+	echo "ok: $prog_name exited 0 after $2"
+}
+
+# stop_program [SIGNAL]: signal the program, wait up to 15 s, check it
+# exited with status 0.
+stop_program() {
+	local sig=${1:-TERM}
+	alive || fail "$prog_name died while serving"
+	kill -"$sig" "$prog_pid"
+	expect_exit 15 "SIG$sig"
 }

@@ -73,15 +73,6 @@ check_backend
 
 [ "$(rpc 1 stop '[]')" = '{"result":"Litecoin Core stopping","error":null,"id":1}' ] ||
 	fail "stop call not acknowledged"
-for ((i = 0; i < 300; i++)); do
-	alive || break
-	sleep 0.1
-done
-alive && fail "litecoind still running 30 s after the stop call"
-wait "$prog_pid"
-rc=$?
-prog_pid=
-[ $rc -eq 0 ] || fail "litecoind exited with status $rc after the stop call"
-echo "ok: litecoind exited 0 after the stop call"
+expect_exit 30 "the stop call"
 check_stderr
 echo PASS
