@@ -533,6 +533,10 @@ int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit)
 		ret = io_uring_register_sync_cancel(&r->uring, &reg);
 		if (ret == -EEXIST)
 			return -EAGAIN; /* single-issuer ring, not its thread */
+		/* From another thread "not found" may mean prepared by the
+		 * ring's thread and not yet submitted: that thread cancels. */
+		if (ret == -ENOENT && !may_submit)
+			return -EAGAIN;
 		if (ret != -EINVAL)
 			return ret == -ENOENT || ret == -EALREADY ? 0 : ret;
 		r->has_sync_cancel = false;
