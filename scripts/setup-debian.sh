@@ -9,17 +9,17 @@
 # --tests also installs the third-party programs that tests/programs runs
 # with evuring preloaded (Debian's own builds against libevent 2.1.12):
 # transmission-daemon and litecoind (evhttp RPC servers; litecoind installs
-# no service) and fstrm-bin (fstrm_capture, a direct
-# evconnlistener user). Their services are never started by the install.
+# no service), fstrm-bin (fstrm_capture) and coturn (turnserver), direct
+# evconnlistener users. Their services are never started by the install.
 # It also fetches the source of the installed libevent into .deps/ for
 # tests/upstream (libevent's own tests, run with evuring preloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2)
-TEST_PKGS=(transmission-daemon fstrm-bin litecoind)
+TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
-TEST_SERVICES=(transmission-daemon)
+TEST_SERVICES=(transmission-daemon coturn)
 tests=0
 for a in "$@"; do
   case $a in

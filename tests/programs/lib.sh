@@ -207,10 +207,11 @@ wait_jobs() {
 	for p in "$@"; do wait "$p" || jobs_failed=$((jobs_failed + 1)); done
 }
 
-# expect_exit SECONDS WHAT: the program was asked to exit (by WHAT); wait up
-# to SECONDS for it, check it exited with status 0.
+# expect_exit SECONDS WHAT [STATUS]: the program was asked to exit (by WHAT);
+# wait up to SECONDS for it, check its wait status (default 0; 128+N for a
+# program that dies of signal N, as it does without evuring).
 expect_exit() {
-	local i rc
+	local i rc want=${3:-0}
 	for ((i = 0; i < $1 * 10; i++)); do
 		alive || break
 		sleep 0.1
@@ -219,8 +220,8 @@ expect_exit() {
 	wait "$prog_pid"
 	rc=$?
 	prog_pid=
-	[ $rc -eq 0 ] || fail "$prog_name exited with status $rc after $2"
-	echo "ok: $prog_name exited 0 after $2"
+	[ $rc -eq "$want" ] || fail "$prog_name exited with status $rc after $2 (expected $want)"
+	echo "ok: $prog_name exited $rc after $2"
 }
 
 # stop_program [SIGNAL]: signal the program, wait up to 15 s, check it
