@@ -2,20 +2,21 @@
 #
 # Every test script is called as
 #   <script> --backend=uring|event|plain --preload=LIB[:LIB...]
-#            --netkit=PATH --probe=PATH
+#            --netkit=PATH --probe=PATH [--bindir=DIR]
 # and sources this file, which parses the arguments, makes a temp dir
 # ($tmp), installs the kill-on-exit trap, and gives the helpers below.
 # Exit status of a script: 0 pass, 1 fail, 77 skip (program not installed,
 # or io_uring unavailable for the .uring variant).
 set -u
 
-backend='' preload='' netkit='' probe=''
+backend='' preload='' netkit='' probe='' bindir=''
 for arg in "$@"; do
 	case $arg in
 	--backend=*) backend=${arg#*=} ;;
 	--preload=*) preload=${arg#*=} ;;
 	--netkit=*) netkit=${arg#*=} ;;
 	--probe=*) probe=${arg#*=} ;;
+	--bindir=*) bindir=${arg#*=} ;; # programs the test suite built
 	*) echo "unknown argument $arg" >&2; exit 2 ;;
 	esac
 done
