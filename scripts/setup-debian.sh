@@ -12,12 +12,13 @@
 # no service), fstrm-bin (fstrm_capture) and coturn (turnserver), direct
 # evconnlistener users. Their services are never started by the install.
 # It also fetches the source of the installed libevent into .deps/ for
-# tests/upstream (libevent's own tests, run with evuring preloaded).
+# tests/upstream (libevent's own tests and samples, run with evuring
+# preloaded; libssl-dev for the sample le-proxy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2)
-TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn)
+TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn libssl-dev)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
 TEST_SERVICES=(transmission-daemon coturn)
 tests=0
