@@ -101,6 +101,7 @@ static int read_full(int fd, uint8_t *buf, size_t len)
 static int stun_send(struct stun_conn *c, const struct addrinfo *ai, unsigned serial)
 {
 	uint8_t req[STUN_HDR];
+	ssize_t n;
 
 	c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
@@ -116,8 +117,9 @@ static int stun_send(struct stun_conn *c, const struct addrinfo *ai, unsigned se
 	for (int i = 0; i < 12; i++)
 		c->txid[i] = (uint8_t)(serial >> (8 * (i % 4)) ^ (uint8_t)(i * 37 + 11));
 	memcpy(req + 8, c->txid, 12);
-	if (write(c->fd, req, sizeof(req)) != (ssize_t)sizeof(req))
-		return errno ? -errno : -EIO;
+	n = write(c->fd, req, sizeof(req));
+	if (n != (ssize_t)sizeof(req))
+		return n < 0 ? -errno : -EIO;
 	return 0;
 }
 
@@ -204,14 +206,19 @@ static int stun_run(const char *addr, const char *port, unsigned total, unsigned
 
 		for (unsigned i = 0; i < n; i++) {
 			conns[i].fd = -1;
-			if ((ret = stun_send(&conns[i], ai, serial + i)) < 0)
+			if ((ret = stun_send(&conns[i], ai, serial + i)) < 0) {
 				fprintf(stderr, "connection %u: %s\n", serial + i, strerror(-ret));
+				if (conns[i].fd >= 0)
+					close(conns[i].fd);
+				conns[i].fd = -1; /* counted as failed */
+			}
 		}
 		for (unsigned i = 0; i < n; i++) {
-			if (conns[i].fd >= 0 && ret >= 0 && stun_check(&conns[i], serial + i) == 0)
+			if (conns[i].fd < 0)
+				continue;
+			if (stun_check(&conns[i], serial + i) == 0)
 				ok++;
-			if (conns[i].fd >= 0)
-				close(conns[i].fd);
+			close(conns[i].fd);
 		}
 		serial += n;
 	}
