@@ -713,6 +713,42 @@ def mode_rounds(cfg, mode):
     return cfg.target_rounds if mode == "accept-close" else cfg.rounds
 
 
+# The speed targets (issue 6), judged on accept-close: (name, value key, bar).
+TARGETS = [("evuring/libevent CPU per connection", ("evuring", "libevent"), 0.90),
+           ("evuring/floor CPU per connection", ("evuring", "floor"), 1.05),
+           ("fallback/libevent CPU per connection", ("fallback", "libevent"), 1.05)]
+
+
+def targets(medians, ratios):
+    """The targets this run can judge: a list of {name, value, bar, met}."""
+    out = []
+    rs = ratios.get("accept-close", {})
+    for name, (a, b), bar in TARGETS:
+        r = rs.get("%s/%s" % (a, b))
+        if r:
+            v = r["cpu_ratio_of_medians"]
+            out.append({"name": name, "value": round(v, 3), "bar": "<= %.2f" % bar,
+                        "met": v <= bar})
+    m = medians.get("accept-close", {})
+    ev, lev = m.get("evuring", {}).get("lat_p99_us"), m.get("libevent", {}).get("lat_p99_us")
+    if ev and lev:
+        out.append({"name": "evuring p99 accept latency (us)", "value": round(ev, 1),
+                    "bar": "<= libevent's %.1f" % lev, "met": ev <= lev})
+    return out
+
+
+def print_targets(result, out):
+    t = result.get("targets")
+    if not t:
+        return
+    out.write("\n== targets (accept-close; ratios of medians, so one run's verdict: "
+              "see the README for the spread over runs)\n")
+    for x in t:
+        value = ("%.1f" if "latency" in x["name"] else "%.3f") % x["value"]
+        out.write("   %-38s %8s  %-22s %s\n" % (x["name"], value, x["bar"],
+                                               "met" if x["met"] else "NOT met"))
+
+
 def print_tables(cfg, medians, ratios, modes, variants, out):
     for mode in modes:
         ov = mode == "overload"
@@ -1141,6 +1177,7 @@ def main():
         "duration_s": round(time.monotonic() - t_start, 1),
         "medians": medians,
         "ratios": ratios,
+        "targets": targets(medians, ratios),
         "runs": runs,
     }
     with open(json_path, "w") as f:
@@ -1154,6 +1191,7 @@ def main():
     if scale_variants:
         print_scale(cfg, medians["scale"], ratios["scale"], worker_counts, scale_variants,
                     sys.stdout)
+    print_targets(result, sys.stdout)
     wrote = [json_path]
     if not cfg.no_plot and modes and variants and plot(cfg, medians, modes, variants,
                                                        png_path):
