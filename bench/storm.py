@@ -43,7 +43,7 @@ import sys
 import time
 
 ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
-                "raw-uring", "raw-uring-gpn", "floor", "accept4"]
+                "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
 ALL_MODES = ["accept-close", "write-close", "overload", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
@@ -54,9 +54,10 @@ NO_LATENCY = {"raw-uring"}
 EXPECTED_BACKEND = {
     "libevent": "libevent", "evuring": "uring", "preload": "uring",
     "fallback": "event", "raw-uring": "raw-uring",
-    "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "accept4": "accept4",
+    "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "floor-defer": "floor",
+    "accept4": "accept4",
 }
-KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"),
+KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
 
 STORM_MAGIC = 0x4d524f5453555645
@@ -293,6 +294,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "floor":
         binary = paths["server_floor"]
         opt = cfg.floor_opt
+    elif variant == "floor-defer":
+        binary = paths["server_floor"]
+        opt = "defer"
     elif variant == "accept4":
         binary = paths["server_accept4"]
     else:
@@ -791,7 +795,7 @@ def print_tables(cfg, medians, ratios, modes, variants, out):
                 r = rs.get("%s/%s" % (a, b))
                 if not r:
                     continue
-                out.write("     %-18s %5.3f   paired %s [%s..%s]\n" % (
+                out.write("     %-20s %5.3f   paired %s [%s..%s]\n" % (
                     "%s/%s" % (a, b), r["cpu_ratio_of_medians"],
                     fmt(r["cpu_ratio_paired_median"], 3, 5),
                     fmt(r["cpu_ratio_paired_min"], 3, 0).strip(),

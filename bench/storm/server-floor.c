@@ -5,8 +5,13 @@
  * walk every ready CQE, advance once, getpeername() + callback work + close
  * per connection, and re-arm when IORING_CQE_F_MORE is clear. Nothing else.
  *
- * --opt none | coop   ring setup flags (default coop: COOP_TASKRUN +
- *                     TASKRUN_FLAG, stepping down to none if refused)
+ * --opt none | coop | defer
+ *     ring setup flags, stepping down to none if refused. coop (default,
+ *     variant "floor"): COOP_TASKRUN + TASKRUN_FLAG, the ring fd is the
+ *     event. defer (variant "floor-defer"): evuring's own mode,
+ *     DEFER_TASKRUN + SINGLE_ISSUER + TASKRUN_FLAG with a registered eventfd
+ *     as an edge-triggered event (the ring fd of such a ring never wakes a
+ *     poller), off while a wakeup is handled, then re-checked.
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -16,6 +21,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -26,6 +32,8 @@ static struct event_base *base;
 static struct io_uring ring;
 static int lfd;
 static int armed;
+static int defer_mode;
+static struct event *ring_ev;
 static unsigned long arms, wakeups, cqes, errors, flushes;
 
 static void arm(void)
@@ -42,6 +50,8 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what; (void)arg;
 	wakeups++;
+	if (defer_mode) /* our own CQEs must not signal the eventfd again */
+		io_uring_cq_eventfd_toggle(&ring, false);
 	if (IO_URING_READ_ONCE(*ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) {
 		io_uring_get_events(&ring);
 		flushes++;
@@ -75,6 +85,15 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 	cqes += seen;
 	if (!armed && !S.done)
 		arm();
+	if (defer_mode) {
+		/* Work queued while the eventfd was off signalled nothing. */
+		io_uring_cq_eventfd_toggle(&ring, true);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!S.done && (io_uring_cq_ready(&ring) ||
+				(IO_URING_READ_ONCE(*ring.sq.kflags) &
+				 (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))))
+			event_active(ring_ev, EV_READ, 0);
+	}
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -97,6 +116,10 @@ int main(int argc, char **argv)
 	if (strstr(S.opt, "none")) {
 		flags = 0;
 		flags_name = "none";
+	} else if (strstr(S.opt, "defer")) {
+		flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_TASKRUN_FLAG;
+		flags_name = "defer";
 	}
 	int ret;
 	for (;;) {
@@ -113,8 +136,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "io_uring_queue_init: %s\n", strerror(-ret));
 		return 1;
 	}
-	struct event *ev = event_new(base, ring.ring_fd, EV_READ | EV_PERSIST, on_ring, NULL);
-	event_add(ev, NULL);
+	int evfd = -1;
+	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+	if (defer_mode) {
+		evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (evfd < 0 || io_uring_register_eventfd(&ring, evfd) < 0) {
+			fprintf(stderr, "eventfd for the ring: %s\n", strerror(errno));
+			return 1;
+		}
+		ring_ev = event_new(base, evfd, EV_READ | EV_PERSIST | EV_ET, on_ring, NULL);
+	} else {
+		ring_ev = event_new(base, ring.ring_fd, EV_READ | EV_PERSIST, on_ring, NULL);
+	}
+	event_add(ring_ev, NULL);
 	arm();
 
 	struct event *ev_usr1 = evsignal_new(base, SIGUSR1, on_stop, NULL);
@@ -137,11 +171,13 @@ int main(int argc, char **argv)
 		 flags_name, arms, wakeups, cqes, flushes, errors);
 	storm_report(&S, "floor", extra);
 
-	event_free(ev);
+	event_free(ring_ev);
 	event_free(ev_usr1);
 	event_free(ev_term);
 	event_free(ev_timeout);
 	io_uring_queue_exit(&ring);
+	if (evfd >= 0)
+		close(evfd);
 	close(lfd);
 	event_base_free(base);
 	return 0;
