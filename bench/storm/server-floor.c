@@ -140,8 +140,9 @@ int main(int argc, char **argv)
 	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 	if (defer_mode) {
 		evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (evfd < 0 || io_uring_register_eventfd(&ring, evfd) < 0) {
-			fprintf(stderr, "eventfd for the ring: %s\n", strerror(errno));
+		ret = evfd < 0 ? -errno : io_uring_register_eventfd(&ring, evfd);
+		if (ret < 0) {
+			fprintf(stderr, "eventfd for the ring: %s\n", strerror(-ret));
 			return 1;
 		}
 		ring_ev = event_new(base, evfd, EV_READ | EV_PERSIST | EV_ET, on_ring, NULL);
