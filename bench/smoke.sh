@@ -1,0 +1,43 @@
+#!/bin/bash
+# ctest bench.storm.smoke: the README's main job still runs end to end. A
+# tiny accept storm (one round, a few hundred connections, accept-close and
+# overload) through the real runner, then checks of what it wrote: every
+# variant it did not skip ran in every mode and measured something, the JSON
+# holds the targets verdict, and the plot exists. No speed is judged here:
+# the figures of so short a run on a busy machine mean nothing.
+#
+# Usage: smoke.sh PYTHON3 BUILD_DIR
+set -eu
+python=$1 build=$2
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d /tmp/evu-bench-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+if ! "$python" "$here/storm.py" --build "$build" --out "$out" --quick --rounds 1 \
+	--target-rounds 1 --connections 400 --overload-connections 200 \
+	--modes accept-close,overload --no-progress >"$out/table.txt" 2>"$out/log.txt"; then
+	cat "$out/table.txt" "$out/log.txt"
+	echo "FAIL: the runner exited with an error"
+	exit 1
+fi
+cat "$out/table.txt"
+[ -s "$out/storm.png" ] || { echo "FAIL: no plot written"; exit 1; }
+"$python" - "$out/storm.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = []
+for mode in ("accept-close", "overload"):
+    for v in d["variants"]:
+        runs = [r for r in d["runs"] if r["variant"] == v and r["mode"] == mode]
+        if not runs or not all((r["metrics"].get("cpu_us_per_conn") or 0) > 0 for r in runs):
+            bad.append("%s/%s: no run, or one measured nothing" % (mode, v))
+if "evuring" in d["variants"] and not d.get("targets"):
+    bad.append("no targets verdict in the JSON")
+if "libevent" not in d["variants"]:
+    bad.append("libevent's listener did not run")
+for b in bad:
+    print("FAIL:", b)
+print("skipped variants:", d.get("skipped_variants") or "none")
+sys.exit(1 if bad else 0)
+PY
+echo PASS
