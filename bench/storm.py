@@ -508,23 +508,30 @@ def summarize(runs, variants, modes):
             if not ma or not mb or not ma["cpu_us_per_conn"] or not mb["cpu_us_per_conn"]:
                 continue
             # Paired per round: both variants ran in the same round.
-            paired = []
-            for rnd in sorted({r["round"] for r in runs if r["mode"] == mode}):
-                ra = [r for r in runs if r["mode"] == mode and r["round"] == rnd
-                      and r["variant"] == a and r["valid"]]
-                rb = [r for r in runs if r["mode"] == mode and r["round"] == rnd
-                      and r["variant"] == b and r["valid"]]
-                if ra and rb and rb[0]["metrics"].get("cpu_us_per_conn"):
-                    paired.append(ra[0]["metrics"]["cpu_us_per_conn"] /
-                                  rb[0]["metrics"]["cpu_us_per_conn"])
+            rounds = sorted({r["round"] for r in runs if r["mode"] == mode})
+
+            def per_round(variant, key):
+                out = []
+                for rnd in rounds:
+                    vs = [r["metrics"].get(key) for r in runs
+                          if r["mode"] == mode and r["round"] == rnd
+                          and r["variant"] == variant and r["valid"]]
+                    out.append(vs[0] if vs and vs[0] else None)
+                return out
+
+            per_a, per_b = per_round(a, "cpu_us_per_conn"), per_round(b, "cpu_us_per_conn")
+            paired = [x / y for x, y in zip(per_a, per_b) if x and y]
             ratios[mode]["%s/%s" % (a, b)] = {
                 "cpu_ratio_of_medians": ma["cpu_us_per_conn"] / mb["cpu_us_per_conn"],
+                "cpu_ratio_ci95": bootstrap_ratio_ci(per_a, per_b),
                 "cpu_ratio_paired_median": median(paired),
                 "cpu_ratio_paired_min": min(paired) if paired else None,
                 "cpu_ratio_paired_max": max(paired) if paired else None,
                 "p99_ratio_of_medians": (ma["lat_p99_us"] / mb["lat_p99_us"]
                                          if ma.get("lat_p99_us") and mb.get("lat_p99_us")
                                          else None),
+                "p99_ratio_ci95": bootstrap_ratio_ci(per_round(a, "lat_p99_us"),
+                                                     per_round(b, "lat_p99_us")),
             }
     return medians, ratios
 
@@ -538,6 +545,33 @@ def paired_ratios(runs, key, a, b):
         if ra and rb and ra[0]["metrics"].get(key) and rb[0]["metrics"].get(key):
             out.append(ra[0]["metrics"][key] / rb[0]["metrics"][key])
     return out
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def bootstrap_ratio_ci(rounds_a, rounds_b, level=0.95, seed=1):
+    """Percentile bootstrap interval of median(a)/median(b), resampling whole
+    rounds (both variants ran in each, so a slow spell of the machine moves
+    both together). rounds_a/rounds_b: per-round values, None where a run was
+    invalid. A fixed seed: the same data always prints the same interval."""
+    import random
+    n = len(rounds_a)
+    if n < 3:
+        return None
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(BOOTSTRAP_DRAWS):
+        idx = [rng.randrange(n) for _ in range(n)]
+        va = [rounds_a[i] for i in idx if rounds_a[i] is not None]
+        vb = [rounds_b[i] for i in idx if rounds_b[i] is not None]
+        if va and vb:
+            draws.append(statistics.median(va) / statistics.median(vb))
+    if len(draws) < BOOTSTRAP_DRAWS // 2:
+        return None
+    draws.sort()
+    tail = (1 - level) / 2
+    return [draws[int(tail * (len(draws) - 1))], draws[int((1 - tail) * (len(draws) - 1))]]
 
 
 SCALE_MEDIAN_KEYS = ["cpu_us_per_conn", "user_us_per_conn", "sys_us_per_conn",
@@ -731,13 +765,21 @@ def targets(medians, ratios):
         r = rs.get("%s/%s" % (a, b))
         if r:
             v = r["cpu_ratio_of_medians"]
+            ci = r.get("cpu_ratio_ci95")
             out.append({"name": name, "value": round(v, 3), "bar": "<= %.2f" % bar,
-                        "met": v <= bar})
+                        "met": v <= bar,
+                        "ci95": [round(x, 3) for x in ci] if ci else None,
+                        # Whether another run would likely give the same verdict.
+                        "clear": bool(ci) and (ci[1] <= bar or ci[0] > bar)})
     m = medians.get("accept-close", {})
     ev, lev = m.get("evuring", {}).get("lat_p99_us"), m.get("libevent", {}).get("lat_p99_us")
     if ev and lev:
+        ci = rs.get("evuring/libevent", {}).get("p99_ratio_ci95")
         out.append({"name": "evuring p99 accept latency (us)", "value": round(ev, 1),
-                    "bar": "<= libevent's %.1f" % lev, "met": ev <= lev})
+                    "bar": "<= libevent's %.1f" % lev, "met": ev <= lev,
+                    "ratio": round(ev / lev, 3),
+                    "ratio_ci95": [round(x, 3) for x in ci] if ci else None,
+                    "clear": bool(ci) and (ci[1] <= 1 or ci[0] > 1)})
     return out
 
 
@@ -745,12 +787,22 @@ def print_targets(result, out):
     t = result.get("targets")
     if not t:
         return
-    out.write("\n== targets (accept-close; ratios of medians, so one run's verdict: "
-              "see the README for the spread over runs)\n")
+    out.write("\n== targets (accept-close; ratios of medians with their 95% bootstrap "
+              "interval over rounds: one run's verdict, see the README for the spread "
+              "over runs)\n")
     for x in t:
         value = ("%.1f" if "latency" in x["name"] else "%.3f") % x["value"]
-        out.write("   %-38s %8s  %-22s %s\n" % (x["name"], value, x["bar"],
-                                               "met" if x["met"] else "NOT met"))
+        ci = x.get("ci95")
+        span = "%.3f..%.3f" % tuple(ci) if ci else ""
+        verdict = "met" if x["met"] else "NOT met"
+        if ci and not x.get("clear"):
+            verdict += ", within noise (the bar is inside the interval)"
+        rci = x.get("ratio_ci95")
+        if rci and not x.get("clear"):
+            verdict += ", within noise (ratio %.2f, interval %.2f..%.2f holds 1)" % (
+                x["ratio"], rci[0], rci[1])
+        out.write("   %-38s %8s %-13s %-22s %s\n" % (x["name"], value, span, x["bar"],
+                                                     verdict))
 
 
 def print_tables(cfg, medians, ratios, modes, variants, out):
@@ -789,14 +841,16 @@ def print_tables(cfg, medians, ratios, modes, variants, out):
             out.write(line + "\n")
         rs = ratios.get(mode, {})
         if rs:
-            out.write("   CPU per connection ratios (ratio of medians; paired per-round "
-                      "median [min..max]):\n")
+            out.write("   CPU per connection ratios: ratio of medians (its 95% bootstrap "
+                      "interval over rounds), paired per-round median [min..max]:\n")
             for a, b in KEY_RATIOS:
                 r = rs.get("%s/%s" % (a, b))
                 if not r:
                     continue
-                out.write("     %-20s %5.3f   paired %s [%s..%s]\n" % (
+                ci = r.get("cpu_ratio_ci95")
+                out.write("     %-20s %5.3f %-14s paired %s [%s..%s]\n" % (
                     "%s/%s" % (a, b), r["cpu_ratio_of_medians"],
+                    "(%.3f..%.3f)" % tuple(ci) if ci else "",
                     fmt(r["cpu_ratio_paired_median"], 3, 5),
                     fmt(r["cpu_ratio_paired_min"], 3, 0).strip(),
                     fmt(r["cpu_ratio_paired_max"], 3, 0).strip()))
