@@ -508,18 +508,8 @@ def summarize(runs, variants, modes):
             if not ma or not mb or not ma["cpu_us_per_conn"] or not mb["cpu_us_per_conn"]:
                 continue
             # Paired per round: both variants ran in the same round.
-            rounds = sorted({r["round"] for r in runs if r["mode"] == mode})
-
-            def per_round(variant, key):
-                out = []
-                for rnd in rounds:
-                    vs = [r["metrics"].get(key) for r in runs
-                          if r["mode"] == mode and r["round"] == rnd
-                          and r["variant"] == variant and r["valid"]]
-                    out.append(vs[0] if vs and vs[0] else None)
-                return out
-
-            per_a, per_b = per_round(a, "cpu_us_per_conn"), per_round(b, "cpu_us_per_conn")
+            rm = [r for r in runs if r["mode"] == mode]
+            per_a, per_b = per_round(rm, "cpu_us_per_conn", a), per_round(rm, "cpu_us_per_conn", b)
             paired = [x / y for x, y in zip(per_a, per_b) if x and y]
             ratios[mode]["%s/%s" % (a, b)] = {
                 "cpu_ratio_of_medians": ma["cpu_us_per_conn"] / mb["cpu_us_per_conn"],
@@ -530,21 +520,27 @@ def summarize(runs, variants, modes):
                 "p99_ratio_of_medians": (ma["lat_p99_us"] / mb["lat_p99_us"]
                                          if ma.get("lat_p99_us") and mb.get("lat_p99_us")
                                          else None),
-                "p99_ratio_ci95": bootstrap_ratio_ci(per_round(a, "lat_p99_us"),
-                                                     per_round(b, "lat_p99_us")),
+                "p99_ratio_ci95": bootstrap_ratio_ci(per_round(rm, "lat_p99_us", a),
+                                                     per_round(rm, "lat_p99_us", b)),
             }
     return medians, ratios
 
 
-def paired_ratios(runs, key, a, b):
-    """Per-round ratio a/b of metric `key` over runs of one (mode, workers)."""
+def per_round(runs, key, variant):
+    """Metric `key` of `variant` in each round of runs of one (mode, workers),
+    in round order; None where its run was invalid or lacks the figure."""
     out = []
     for rnd in sorted({r["round"] for r in runs}):
-        ra = [r for r in runs if r["round"] == rnd and r["variant"] == a and r["valid"]]
-        rb = [r for r in runs if r["round"] == rnd and r["variant"] == b and r["valid"]]
-        if ra and rb and ra[0]["metrics"].get(key) and rb[0]["metrics"].get(key):
-            out.append(ra[0]["metrics"][key] / rb[0]["metrics"][key])
+        vs = [r["metrics"].get(key) for r in runs
+              if r["round"] == rnd and r["variant"] == variant and r["valid"]]
+        out.append(vs[0] if vs and vs[0] else None)
     return out
+
+
+def paired_ratios(runs, key, a, b):
+    """Per-round ratio a/b of metric `key` over runs of one (mode, workers)."""
+    return [x / y for x, y in zip(per_round(runs, key, a), per_round(runs, key, b))
+            if x and y]
 
 
 BOOTSTRAP_DRAWS = 2000
@@ -613,6 +609,8 @@ def summarize_scale(runs, variants, worker_counts):
             pr = paired_ratios(rn, "conn_per_s", a, b)
             ratios[key]["%s/%s" % (a, b)] = {
                 "cpu_ratio_of_medians": ma["cpu_us_per_conn"] / mb["cpu_us_per_conn"],
+                "cpu_ratio_ci95": bootstrap_ratio_ci(per_round(rn, "cpu_us_per_conn", a),
+                                                     per_round(rn, "cpu_us_per_conn", b)),
                 "cpu_ratio_paired_median": median(pc),
                 "cpu_ratio_paired_min": min(pc) if pc else None,
                 "cpu_ratio_paired_max": max(pc) if pc else None,
@@ -662,16 +660,18 @@ def print_scale(cfg, medians, ratios, worker_counts, variants, out):
                 fmt(m["conn_per_s"], 0, 9), fmt(m["rate_vs_first"], 2, 6),
                 fmt(m["ctxsw_per_conn"], 3, 7),
                 fmt(m["skew"], 3, 6), per_s, m["valid_rounds"], m["rounds"]))
-    out.write("   ratios to libevent at the same N (ratio of medians; paired per-round "
-              "median [min..max]):\n")
+    out.write("   ratios to libevent at the same N: ratio of medians (for CPU, its 95% "
+              "bootstrap interval over rounds), paired per-round median [min..max]:\n")
     for n in worker_counts:
         for a, b in SCALE_RATIOS:
             r = ratios.get(str(n), {}).get("%s/%s" % (a, b))
             if not r:
                 continue
-            out.write("     N=%-2d %-17s CPU/c %5.3f paired %s [%s..%s]   conn/s %s paired %s "
-                      "[%s..%s]\n" % (
+            ci = r.get("cpu_ratio_ci95")
+            out.write("     N=%-2d %-17s CPU/c %5.3f %-14s paired %s [%s..%s]   conn/s %s "
+                      "paired %s [%s..%s]\n" % (
                           n, "%s/%s" % (a, b), r["cpu_ratio_of_medians"],
+                          "(%.3f..%.3f)" % tuple(ci) if ci else "",
                           fmt(r["cpu_ratio_paired_median"], 3, 5),
                           fmt(r["cpu_ratio_paired_min"], 3, 0).strip(),
                           fmt(r["cpu_ratio_paired_max"], 3, 0).strip(),
