@@ -32,6 +32,7 @@ import math
 import mmap
 import os
 import platform
+import random
 import select
 import shutil
 import socket
@@ -551,7 +552,6 @@ def bootstrap_ratio_ci(rounds_a, rounds_b, level=0.95, seed=1):
     rounds (both variants ran in each, so a slow spell of the machine moves
     both together). rounds_a/rounds_b: per-round values, None where a run was
     invalid. A fixed seed: the same data always prints the same interval."""
-    import random
     n = len(rounds_a)
     if n < 3:
         return None
