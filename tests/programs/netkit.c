@@ -16,6 +16,11 @@
  *       peer address the listener handed out, connection by connection.
  *       Prints one summary line; exit 0 only if every answer was right.
  *
+ *   prog-netkit http-peer ADDR PORT CONNECTIONS AT_ONCE
+ *       the same for an HTTP server that answers "GET /peer" (HTTP/1.0, so
+ *       it closes after the answer) with a 200 whose body is the peer
+ *       address it was given: "<host> <port>\n" (tests/programs/evhtp_peer.c).
+ *
  * Plain POSIX, no libevent: nothing here is the code under test.
  *
  * SPDX-License-Identifier: BSD-3-Clause
@@ -36,7 +41,7 @@
 #define STUN_COOKIE 0x2112A442u
 #define STUN_HDR 20
 #define STUN_ATTR_XOR_MAPPED 0x0020
-#define STUN_TIMEOUT_MS 10000
+#define PEER_TIMEOUT_MS 10000
 
 static int free_port(void)
 {
@@ -53,7 +58,7 @@ static int free_port(void)
 	return port;
 }
 
-struct stun_conn {
+struct peer_conn {
 	int fd;
 	uint8_t txid[12];
 	struct sockaddr_storage local;
@@ -85,7 +90,7 @@ static int read_full(int fd, uint8_t *buf, size_t len)
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 
-		if (poll(&pfd, 1, STUN_TIMEOUT_MS) != 1)
+		if (poll(&pfd, 1, PEER_TIMEOUT_MS) != 1)
 			return -ETIMEDOUT;
 		n = read(fd, buf + got, len - got);
 		if (n == 0)
@@ -98,11 +103,9 @@ static int read_full(int fd, uint8_t *buf, size_t len)
 	return 0;
 }
 
-static int stun_send(struct stun_conn *c, const struct addrinfo *ai, unsigned serial)
+/* Connect, and note our own address: what the server must name. */
+static int conn_open(struct peer_conn *c, const struct addrinfo *ai)
 {
-	uint8_t req[STUN_HDR];
-	ssize_t n;
-
 	c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return -errno;
@@ -111,21 +114,47 @@ static int stun_send(struct stun_conn *c, const struct addrinfo *ai, unsigned se
 	c->local_len = sizeof(c->local);
 	if (getsockname(c->fd, (struct sockaddr *)&c->local, &c->local_len) < 0)
 		return -errno;
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	ssize_t n = write(fd, buf, len);
+
+	if (n != (ssize_t)len)
+		return n < 0 ? -errno : -EIO;
+	return 0;
+}
+
+/* "<host> <port>" of our own address. */
+static void local_text(const struct peer_conn *c, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	const void *a = c->local.ss_family == AF_INET
+				? (const void *)&((const struct sockaddr_in *)&c->local)->sin_addr
+				: (const void *)&((const struct sockaddr_in6 *)&c->local)->sin6_addr;
+
+	inet_ntop(c->local.ss_family, a, host, sizeof(host));
+	snprintf(buf, size, "%s %u", host,
+		 ntohs(((const struct sockaddr_in *)&c->local)->sin_port));
+}
+
+static int stun_request(struct peer_conn *c, unsigned serial)
+{
+	uint8_t req[STUN_HDR];
+
 	put16(req, 0x0001); /* Binding request */
 	put16(req + 2, 0);
 	req[4] = 0x21, req[5] = 0x12, req[6] = 0xA4, req[7] = 0x42;
 	for (int i = 0; i < 12; i++)
 		c->txid[i] = (uint8_t)(serial >> (8 * (i % 4)) ^ (uint8_t)(i * 37 + 11));
 	memcpy(req + 8, c->txid, 12);
-	n = write(c->fd, req, sizeof(req));
-	if (n != (ssize_t)sizeof(req))
-		return n < 0 ? -errno : -EIO;
-	return 0;
+	return write_all(c->fd, req, sizeof(req));
 }
 
 /* 0 if the answer is a Binding success for our request that names our own
  * local address; else a message on stderr and -1. */
-static int stun_check(struct stun_conn *c, unsigned serial)
+static int stun_check(struct peer_conn *c, unsigned serial)
 {
 	uint8_t hdr[STUN_HDR], body[1024];
 	unsigned len, off;
@@ -171,25 +200,83 @@ static int stun_check(struct stun_conn *c, unsigned serial)
 			    memcmp(ip, &sin6->sin6_addr, 16) == 0)
 				return 0;
 		}
-		char want[INET6_ADDRSTRLEN] = "?";
-		const void *a = c->local.ss_family == AF_INET
-					? (const void *)&((struct sockaddr_in *)&c->local)->sin_addr
-					: (const void *)&((struct sockaddr_in6 *)&c->local)->sin6_addr;
-		inet_ntop(c->local.ss_family, a, want, sizeof(want));
+		char want[INET6_ADDRSTRLEN + 8];
+
+		local_text(c, want, sizeof(want));
 		fprintf(stderr, "connection %u: XOR-MAPPED-ADDRESS (family %u, port %u) "
-				"is not our own address %s port %u\n", serial, v[1], port, want,
-			ntohs(((struct sockaddr_in *)&c->local)->sin_port));
+				"is not our own address %s\n", serial, v[1], port, want);
 		return -1;
 	}
 	fprintf(stderr, "connection %u: answer has no XOR-MAPPED-ADDRESS\n", serial);
 	return -1;
 }
 
-static int stun_run(const char *addr, const char *port, unsigned total, unsigned at_once)
+static int http_request(struct peer_conn *c, unsigned serial)
+{
+	static const char req[] = "GET /peer HTTP/1.0\r\nHost: evuring-test\r\n\r\n";
+
+	(void)serial;
+	return write_all(c->fd, req, sizeof(req) - 1);
+}
+
+/* 0 if the whole answer (to EOF) is a 200 whose body names our own address. */
+static int http_check(struct peer_conn *c, unsigned serial)
+{
+	char buf[4096], want[INET6_ADDRSTRLEN + 16];
+	const char *body;
+	size_t got = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, PEER_TIMEOUT_MS) != 1) {
+			fprintf(stderr, "connection %u: no whole answer within %d ms\n", serial,
+				PEER_TIMEOUT_MS);
+			return -1;
+		}
+		n = read(c->fd, buf + got, sizeof(buf) - 1 - got);
+		if (n == 0)
+			break;
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "connection %u: %s\n", serial, strerror(errno));
+			return -1;
+		}
+		if (n > 0 && (got += (size_t)n) == sizeof(buf) - 1)
+			break;
+	}
+	buf[got] = '\0';
+	local_text(c, want, sizeof(want) - 1);
+	strcat(want, "\n");
+	body = strstr(buf, "\r\n\r\n");
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200 ", 5) != 0 || !body ||
+	    strcmp(body + 4, want) != 0) {
+		fprintf(stderr, "connection %u: answer is not a 200 naming our own address "
+				"%.*s: '%s'\n", serial, (int)strlen(want) - 1, want, buf);
+		return -1;
+	}
+	return 0;
+}
+
+/* A request/answer exchange that tells the client the peer address the
+ * server got from its listener. */
+struct peer_proto {
+	const char *name;
+	int (*request)(struct peer_conn *c, unsigned serial);
+	int (*check)(struct peer_conn *c, unsigned serial);
+};
+
+static const struct peer_proto protos[] = {
+	{ "stun", stun_request, stun_check },
+	{ "http-peer", http_request, http_check },
+};
+
+static int peer_run(const struct peer_proto *proto, const char *addr, const char *port,
+		    unsigned total, unsigned at_once)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST },
 			*ai = NULL;
-	struct stun_conn *conns = NULL;
+	struct peer_conn *conns = NULL;
 	unsigned ok = 0, serial = 0;
 	int ret = getaddrinfo(addr, port, &hints, &ai);
 
@@ -206,7 +293,8 @@ static int stun_run(const char *addr, const char *port, unsigned total, unsigned
 
 		for (unsigned i = 0; i < n; i++) {
 			conns[i].fd = -1;
-			if ((ret = stun_send(&conns[i], ai, serial + i)) < 0) {
+			if ((ret = conn_open(&conns[i], ai)) < 0 ||
+			    (ret = proto->request(&conns[i], serial + i)) < 0) {
 				fprintf(stderr, "connection %u: %s\n", serial + i, strerror(-ret));
 				if (conns[i].fd >= 0)
 					close(conns[i].fd);
@@ -216,14 +304,14 @@ static int stun_run(const char *addr, const char *port, unsigned total, unsigned
 		for (unsigned i = 0; i < n; i++) {
 			if (conns[i].fd < 0)
 				continue;
-			if (stun_check(&conns[i], serial + i) == 0)
+			if (proto->check(&conns[i], serial + i) == 0)
 				ok++;
 			close(conns[i].fd);
 		}
 		serial += n;
 	}
-	printf("stun %s port %s: %u of %u connections answered with their own address\n",
-	       addr, port, ok, total);
+	printf("%s %s port %s: %u of %u connections answered with their own address\n",
+	       proto->name, addr, port, ok, total);
 	free(conns);
 	freeaddrinfo(ai);
 	return ok == total ? 0 : 1;
@@ -233,12 +321,14 @@ int main(int argc, char **argv)
 {
 	int port;
 
-	if (argc == 6 && strcmp(argv[1], "stun") == 0)
-		return stun_run(argv[2], argv[3], (unsigned)strtoul(argv[4], NULL, 10),
-				(unsigned)strtoul(argv[5], NULL, 10));
+	for (size_t i = 0; argc == 6 && i < sizeof(protos) / sizeof(protos[0]); i++)
+		if (strcmp(argv[1], protos[i].name) == 0)
+			return peer_run(&protos[i], argv[2], argv[3],
+					(unsigned)strtoul(argv[4], NULL, 10),
+					(unsigned)strtoul(argv[5], NULL, 10));
 	if (argc != 2 || strcmp(argv[1], "freeport") != 0) {
 		fprintf(stderr, "usage: prog-netkit freeport\n"
-				"       prog-netkit stun ADDR PORT CONNECTIONS AT_ONCE\n");
+				"       prog-netkit stun|http-peer ADDR PORT CONNECTIONS AT_ONCE\n");
 		return 2;
 	}
 	port = free_port();
