@@ -869,38 +869,43 @@ def plot(cfg, medians, modes, variants, png_path):
         return False
     dat = png_path[:-4] + ".dat" if png_path.endswith(".png") else png_path + ".dat"
     with open(dat, "w") as f:
-        f.write("# variant " + " ".join("cpu_" + m for m in modes) + " " +
+        f.write("# variant " + " ".join("cpu_%s cpu_min_%s cpu_max_%s" % (m, m, m)
+                                        for m in modes) + " " +
                 " ".join("p99_" + m for m in modes) + "\n")
         for v in variants:
             if not any(v in medians.get(m, {}) for m in modes):
                 continue
             row = [v]
-            for key in ("cpu_us_per_conn", "lat_p99_us"):
-                for m in modes:
-                    val = medians.get(m, {}).get(v, {}).get(key)
-                    row.append("NaN" if val is None or val <= 0 else "%.4f" % val)
+            keys = [(m, k) for m in modes
+                    for k in ("cpu_us_per_conn", "cpu_us_per_conn_min", "cpu_us_per_conn_max")]
+            keys += [(m, "lat_p99_us") for m in modes]
+            for m, key in keys:
+                val = medians.get(m, {}).get(v, {}).get(key)
+                row.append("NaN" if val is None or val <= 0 else "%.4f" % val)
             f.write(" ".join(row) + "\n")
     nm = len(modes)
-    cpu_cols = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, 2 + i, m)
-                         for i, m in enumerate(modes))
-    lat_cols = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, 2 + nm + i, m)
+    # CPU: the median with a bar from the cheapest to the dearest round.
+    cpu_cols = ", ".join("'%s' using %d:%d:%d:xtic(1) title '%s'" % (
+        dat, 2 + 3 * i, 3 + 3 * i, 4 + 3 * i, m) for i, m in enumerate(modes))
+    lat_cols = ", ".join("'%s' using %d:xtic(1) title '%s'" % (dat, 2 + 3 * nm + i, m)
                          for i, m in enumerate(modes))
     script = """
 set terminal pngcairo size 1200,900 noenhanced font 'sans,10'
 set output '%(png)s'
 set datafile missing 'NaN'
 set style data histograms
-set style histogram clustered gap 1
+set style histogram errorbars gap 1 lw 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set key top left
 set xtics rotate by -20
 set multiplot layout 2,1 title 'evuring accept storm: %(title)s'
-set title 'server CPU per accepted connection (median over rounds; overload includes %(work).0f us of busy work)'
+set title 'server CPU per accepted connection (median over rounds, bar: cheapest to dearest round; overload includes %(work).0f us of busy work)'
 set ylabel 'CPU us / connection'
 set yrange [0:*]
 plot %(cpu)s
+set style histogram clustered gap 1
 set title 'accept latency p99: connect() return -> accept callback (log scale; raw-uring has no peer address)'
 set ylabel 'p99 latency, us'
 set logscale y
