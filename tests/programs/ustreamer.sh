@@ -57,7 +57,7 @@ requests() {
 # two frame boundaries (a whole frame and the next one's start); with HOST_RE, ustreamer's log must name each client by
 # its own local port.
 streams() {
-	local n=$1 host_re=${2:-} c pids= frames port bad=0
+	local n=$1 host_re=${2:-} c pids= frames port bad=0 fewest=''
 	for ((c = 1; c <= n; c++)); do
 		curl -s --max-time 2.5 "${curl_to[@]}" -o "$tmp/stream.$c" \
 			-w '%{local_port} %{content_type}\n' "$base_url/stream" \
@@ -77,13 +77,14 @@ streams() {
 		frames=$(grep -ac -- '^--boundarydonotcross' "$tmp/stream.$c")
 		[ "$frames" -ge 2 ] ||
 			{ echo "stream $c: $frames frames"; bad=$((bad + 1)); continue; }
+		[ -n "$fewest" ] && [ "$fewest" -le "$frames" ] || fewest=$frames
 		if [ -n "$host_re" ]; then
 			grep -qE "Registered client: \\[$host_re\\]:$port, " "$log" ||
 				{ echo "stream $c: no 'Registered client' line for local port $port"; bad=$((bad + 1)); }
 		fi
 	done
 	[ $bad -eq 0 ] || fail "$bad of $n streams wrong"
-	echo "ok: $n streams at once, each $([ -n "$host_re" ] && echo "logged with its own address, ")at least 2 frame boundaries"
+	echo "ok: $n streams at once, each $([ -n "$host_re" ] && echo "logged with its own address, ")at least 2 frame boundaries (fewest: $fewest)"
 }
 
 # serve WHAT HOST_RE: the checks above against the running ustreamer.
