@@ -53,23 +53,23 @@ requests() {
 	done
 }
 
-# streams N HOST_RE: N /stream clients at once for 2.5 s each. Each must see
-# two frame boundaries (a whole frame and the next one's start); with HOST_RE, ustreamer's log must name each client by
-# its own local port.
+# streams N HOST_RE: N /stream clients at once for 3 s each. Each must see
+# two frame boundaries (a whole frame and the next one's start); with
+# HOST_RE, ustreamer's log must name each client by its own local port.
 streams() {
 	local n=$1 host_re=${2:-} c pids= frames port bad=0 fewest=''
 	for ((c = 1; c <= n; c++)); do
-		curl -s --max-time 2.5 "${curl_to[@]}" -o "$tmp/stream.$c" \
+		curl -s --max-time 3 "${curl_to[@]}" -o "$tmp/stream.$c" \
 			-w '%{local_port} %{content_type}\n' "$base_url/stream" \
 			>"$tmp/stream.$c.info" 2>/dev/null &
 		pids+=" $!"
 	done
-	sleep 1
 	# While the streams are open, /state counts them.
-	get "$base_url/state" >"$tmp/state.during"
-	wait_jobs $pids # curl ends them with a timeout (28): expected
-	grep -q "\"clients\": $n," "$tmp/state.during" ||
+	counted() { get "$base_url/state" >"$tmp/state.during" &&
+		grep -q "\"clients\": $n," "$tmp/state.during"; }
+	wait_until 2 counted ||
 		{ cat "$tmp/state.during"; echo; fail "/state did not count $n open streams"; }
+	wait_jobs $pids # curl ends them with a timeout (28): expected
 	for ((c = 1; c <= n; c++)); do
 		read -r port ctype <"$tmp/stream.$c.info"
 		[ "$ctype" = "multipart/x-mixed-replace;boundary=boundarydonotcross" ] ||
