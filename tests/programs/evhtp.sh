@@ -20,11 +20,8 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-server=$bindir/prog-evhtp
-[ -x "$server" ] || {
-	echo "SKIP: $server not built (Debian package libevhtp-dev at configure time; scripts/setup-debian.sh --tests installs it)"
+server=$(need_built prog-evhtp "Debian package libevhtp-dev at configure time; scripts/setup-debian.sh --tests installs it") ||
 	exit 77
-}
 need_program curl curl
 need_uring_if_asked
 

@@ -65,6 +65,19 @@ need_program() {
 	fi
 }
 
+# need_built NAME [WHY]: the path of a program the test suite built in
+# --bindir, or skip (77) saying why: WHY, else the reason the build left in
+# --bindir/SKIP. Call as p=$(need_built NAME) || exit 77.
+need_built() {
+	local p=$bindir/$1 why=${2:-}
+	if [ ! -x "$p" ]; then
+		[ -n "$why" ] || why=$(cat "$bindir/SKIP" 2>/dev/null || echo "see the build's output")
+		echo "SKIP: $p not built ($why)" >&2
+		exit 77
+	fi
+	echo "$p"
+}
+
 # For --backend=uring: skip if io_uring cannot be used here.
 need_uring_if_asked() {
 	[ "$backend" = uring ] || return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build libevent's own test programs (regress, test-ratelim, test-fdleak) and
-# its sample http-server from the source package of the installed libevent,
+# its samples http-server and hello-world from the source package of the
+# installed libevent,
 # then link them against
 # Debian's libevent shared libraries: the programs are libevent's tests as
 # written by libevent's authors, running on the exact libevent binaries a
@@ -38,13 +39,13 @@ cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release \
 	-DEVENT__DISABLE_MBEDTLS=ON -DEVENT__DISABLE_SAMPLES=OFF \
 	-DEVENT__DISABLE_BENCHMARK=ON > "$out/configure.log" 2>&1 ||
 	{ tail -30 "$out/configure.log"; exit 1; }
-cmake --build "$out/build" -j"$(nproc)" --target regress test-ratelim test-fdleak http-server \
+cmake --build "$out/build" -j"$(nproc)" --target regress test-ratelim test-fdleak http-server hello-world \
 	-- -k > "$out/build.log" 2>&1 || true
 
 # Link each program's objects against Debian's libevent. A missing object
 # shows here as an undefined symbol.
 libs=$(pkg-config --libs libevent_core libevent_extra libevent_pthreads)
-for prog in regress test-ratelim test-fdleak http-server; do
+for prog in regress test-ratelim test-fdleak http-server hello-world; do
 	mapfile -t objs < <(find "$out/build/CMakeFiles/$prog.dir" -name '*.o' | sort)
 	# shellcheck disable=SC2086 # $libs is a list of flags
 	cc -rdynamic "${objs[@]}" -o "$out/$prog" $libs -lz -lm -lpthread ||
@@ -68,4 +69,4 @@ if ldd "$out/regress" | grep -q "$out/build"; then
 	echo "regress still uses the libevent built here, not Debian's" >&2
 	exit 1
 fi
-echo "built libevent $ver's regress, test-ratelim, test-fdleak and http-server against Debian's libevent"
+echo "built libevent $ver's regress, test-ratelim, test-fdleak, http-server and hello-world against Debian's libevent"

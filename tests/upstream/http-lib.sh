@@ -2,16 +2,6 @@
 # tests/programs/lib.sh): a temp docroot for libevent's sample http-server,
 # and the request mix run against it.
 
-# need_built NAME: the path of a program build.sh made in --bindir, or skip.
-need_built() {
-	local p=$bindir/$1
-	if [ ! -x "$p" ]; then
-		echo "SKIP: $p not built ($(cat "$bindir/SKIP" 2>/dev/null || echo "see upstream.build's output"))" >&2
-		exit 77
-	fi
-	echo "$p"
-}
-
 www=$tmp/www
 mkdir -p "$www/sub"
 echo "evuring sample test" >"$www/small.txt"
