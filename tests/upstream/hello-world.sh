@@ -56,6 +56,11 @@ burst() {
 start_program hello-world "$server"
 ready() { (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; }
 wait_until 20 ready || fail "hello-world not listening on $port within 20 s"
+# The port is hard-coded: make sure the listener that answered is ours.
+sleep 0.2
+alive || fail "hello-world exited (could it not bind port $port?)"
+ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$prog_pid," ||
+	fail "port $port is not held by our hello-world (pid $prog_pid): $(ss -Hltnp "sport = :$port" 2>&1)"
 check_backend
 
 hello 200 || fail "sequential connections"
