@@ -1,8 +1,8 @@
 /*
- * One io_uring per event_base, shared by every listener on that base. The
- * ring fd sits in the base as a persistent read event, pending only while
- * some listener needs it; completions are reaped in batches, with no
- * syscall per completion.
+ * One io_uring per event_base, shared by every listener on that base.
+ * Completions are reaped in batches, with no syscall per completion. What
+ * wakes the loop depends on the setup mode (below): each listening socket
+ * itself, or the ring fd.
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,8 +66,12 @@ static void evu_ring_event_cb(evutil_socket_t fd, short what, void *arg)
  *   (io_uring_get_events), so a connection never interrupts the program's
  *   own blocking calls in that thread (a signal-like task-work wakeup would
  *   make them fail with EINTR, which libevent's listener never causes). The
- *   kernel signals a registered eventfd when work is queued. The ring starts
- *   disabled: the loop thread enables it and becomes its only submitter.
+ *   ring fd of such a ring never wakes a poller, so each armed listener's
+ *   socket is a level-triggered read event in the base (door_ev): the wakeup
+ *   that queues its accept work wakes the loop too. (A registered eventfd
+ *   was used before: some kernels signal it only after an RCU grace period,
+ *   1-25 ms late; see docs/design.md.) The ring starts disabled: the loop
+ *   thread enables it and becomes its only submitter.
  * - COOP_TASKRUN (5.19+): completions run as task work of the submitter;
  *   the ring fd is polled. Blocking calls with timeouts in the loop thread
  *   may see EINTR when a connection arrives.
@@ -114,17 +117,7 @@ static int evu_ring_init_uring(struct evu_ring *r)
 		return ret;
 	r->defer = r->uring.flags & IORING_SETUP_DEFER_TASKRUN;
 	r->enabled = !r->defer;
-	r->evfd = -1;
-	if (r->defer) {
-		r->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (r->evfd < 0) {
-			ret = -errno;
-			goto fail;
-		}
-		ret = io_uring_register_eventfd(&r->uring, r->evfd);
-		if (ret < 0)
-			goto fail;
-	} else {
+	if (!r->defer) {
 		/* The ring fd itself becomes the base's read event; libevent's
 		 * debug mode aborts on a blocking fd in an event. Waiting in
 		 * io_uring_enter does not depend on this flag. */
@@ -138,8 +131,6 @@ static int evu_ring_init_uring(struct evu_ring *r)
 	return 0;
 
 fail:
-	if (r->evfd >= 0)
-		close(r->evfd);
 	io_uring_queue_exit(&r->uring);
 	return ret;
 }
@@ -155,11 +146,8 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 	ret = evu_ring_init_uring(r);
 	if (ret < 0)
 		goto fail_free;
-	/* The eventfd is never read: edge-triggered, every signal is a new
-	 * edge, which saves a read() per wakeup. */
 	if (r->defer)
-		r->ring_ev = event_new(base, r->evfd, EV_READ | EV_PERSIST | EV_ET,
-				       evu_ring_event_cb, r);
+		r->ring_ev = event_new(base, -1, 0, evu_ring_event_cb, r);
 	else
 		r->ring_ev = event_new(base, r->uring.ring_fd, EV_READ | EV_PERSIST,
 				       evu_ring_event_cb, r);
@@ -183,14 +171,12 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 #endif
 	evu_debug("ring fd %d created for base %p (%s, setup flags 0x%x, cq %u)",
 		  r->uring.ring_fd, (void *)base,
-		  r->defer ? "DEFER_TASKRUN + eventfd" : "ring fd polled",
+		  r->defer ? "DEFER_TASKRUN, listening sockets polled" : "ring fd polled",
 		  r->uring.flags, r->uring.cq.ring_entries);
 	*out = r;
 	return 0;
 
 fail_exit:
-	if (r->evfd >= 0)
-		close(r->evfd);
 	io_uring_queue_exit(&r->uring);
 fail_free:
 	free(r);
@@ -212,8 +198,6 @@ static void evu_ring_destroy(struct evu_ring *r)
 	}
 	evu_debug("ring fd %d released", r->uring.ring_fd);
 	io_uring_queue_exit(&r->uring);
-	if (r->evfd >= 0)
-		close(r->evfd);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->reap_mu);
 	free(r);
@@ -361,7 +345,7 @@ void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul, bool interes
 	ul->interest = interest;
 	pthread_mutex_lock(&r->mu);
 	r->n_interest += interest ? 1 : -1;
-	want = r->n_interest > 0;
+	want = r->n_interest > 0 && !r->defer; /* defer: door_ev instead */
 	if (want != r->ev_added) {
 		if (want)
 			event_add(r->ring_ev, NULL);
@@ -502,6 +486,12 @@ struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r)
 	return sqe;
 }
 
+void evu_ring_kick(struct evu_ring *r)
+{
+	if (r->defer && !r->teardown_pending)
+		event_active(r->ring_ev, EV_READ, 0);
+}
+
 int evu_ring_submit(struct evu_ring *r)
 {
 	int ret;
@@ -513,6 +503,11 @@ int evu_ring_submit(struct evu_ring *r)
 		r->sq_pending = 0;
 	else
 		evu_debug("ring fd %d: submit failed: %s", r->uring.ring_fd, strerror(-ret));
+	/* A submission runs inline (an arm accepts what is already queued,
+	 * a cancel completes): outside the reaper nothing else would collect
+	 * those completions. */
+	if (r->busy == 0)
+		evu_ring_kick(r);
 	return ret < 0 ? ret : 0;
 }
 
@@ -584,23 +579,9 @@ static bool evu_ring_work_left(struct evu_ring *r)
 		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
 }
 
-/*
- * While we reap, new connections are seen through IORING_SQ_TASKRUN at the
- * next round, so the eventfd's notifications (task work queued, CQEs) are
- * off meanwhile: each would otherwise cost a spurious wakeup of the loop for
- * work already done. Back on at the end, then the flag is re-checked.
- */
-static void evu_ring_quiet(struct evu_ring *r, bool quiet)
-{
-	io_uring_cq_eventfd_toggle(&r->uring, !quiet);
-	if (!quiet)
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 {
 	bool submitter = evu_ring_can_submit(r);
-	bool quiet = r->defer && submitter;
 
 	struct io_uring_cqe *cqes[EVU_REAP_BATCH];
 	struct {
@@ -609,8 +590,6 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 		unsigned flags;
 	} batch[EVU_REAP_BATCH];
 
-	if (quiet)
-		evu_ring_quiet(r, true);
 	for (int round = 0; round < EVU_REAP_ROUNDS; round++) {
 		unsigned n;
 
@@ -651,15 +630,12 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 	}
 	if (submitter && r->sq_pending)
 		evu_ring_submit(r);
-	if (quiet)
-		evu_ring_quiet(r, false);
-	/* The eventfd is edge-triggered: if we stopped with completions or
-	 * work left (round cap, work budget, queued while it was quiet),
-	 * nothing would wake us again for them. Come back in the next loop
+	/* Stopped with completions or work left (round cap, work budget, a
+	 * cancellation's completion): a socket that is no longer readable
+	 * would not wake us again for them. Come back in the next loop
 	 * iteration instead. */
-	if ((deliver || quiet) && r->defer && !r->teardown_pending &&
-	    evu_ring_work_left(r))
-		event_active(r->ring_ev, EV_READ, 0);
+	if ((deliver || (r->defer && submitter)) && evu_ring_work_left(r))
+		evu_ring_kick(r);
 }
 
 void evu_ring_reap(struct evu_ring *r, bool deliver)

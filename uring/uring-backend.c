@@ -16,6 +16,22 @@
 
 static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg);
 
+/* The listening socket is readable: its accept work is queued on the ring
+ * (or about to be: the socket wakes its epoll waiter first, and being
+ * level-triggered it wakes us again while connections wait). */
+static void evu_ulev_door_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evu_ulev *ul = arg;
+	struct evu_ring *r = ul->ring;
+
+	(void)fd;
+	(void)what;
+	if (!r || !evu_ring_enter_loop(r))
+		return; /* retired: the listener moved to a ring of this thread */
+	evu_ring_reap(r, true);
+	evu_ring_leave_loop(r);
+}
+
 #ifndef IORING_NOP_INJECT_RESULT
 #define IORING_NOP_INJECT_RESULT (1U << 0) /* kernel 6.9+, not in liburing 2.3 */
 #endif
@@ -57,6 +73,22 @@ static int evu_peer_address(int fd, int family, struct sockaddr_storage *ss,
 	return -ENOTCONN;
 }
 
+/* DEFER_TASKRUN rings: the socket wakes the loop while the accept is live
+ * (armed, not cancelled). Lock held. */
+static void evu_ulev_update_door(struct evu_ulev *ul)
+{
+	bool want = ul->ring && ul->ring->defer && ul->inflight && !ul->cancelled &&
+		    !ul->cancel_delegated && !ul->lev->freed;
+
+	if (want == ul->door_on)
+		return;
+	ul->door_on = want;
+	if (want)
+		event_add(ul->door_ev, NULL);
+	else
+		event_del_noblock(ul->door_ev);
+}
+
 static void evu_ulev_update_interest(struct evu_ulev *ul)
 {
 	struct evconnlistener *lev = ul->lev;
@@ -90,6 +122,8 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 	io_uring_sqe_set_data(sqe, ul);
 	ul->inflight = true;
 	ul->cancelled = false;
+	ul->cancel_delegated = false;
+	evu_ulev_update_door(ul);
 	return 0;
 }
 
@@ -106,10 +140,14 @@ static void evu_ulev_cancel(struct evu_ulev *ul)
 		 * cancel before 6.0): the loop thread cancels; delivery has
 		 * already stopped. */
 		ul->cancel_delegated = true;
+		evu_ulev_update_door(ul);
 		event_active(ul->arm_ev, EV_READ, 0);
 		return;
 	}
 	ul->cancelled = true;
+	evu_ulev_update_door(ul);
+	/* Its final completion is announced by no socket: collect it. */
+	evu_ring_kick(ul->ring);
 }
 
 /* Ask for arm/stash delivery: now if we are the loop thread and nothing is
@@ -279,13 +317,21 @@ static void evu_ulev_finalize_both(struct event *ev, void *arg)
  * passed, not read from the listener, which may already be gone. Returns
  * true if the caller may free the listener itself now.
  */
+static void evu_ulev_finalize_door(struct event *ev, void *arg)
+{
+	(void)ev;
+	(void)arg; /* the door's callback no longer runs; arm_ev's frees ul */
+}
+
 static bool evu_ulev_free_as(struct evu_ulev *ul, bool threaded, bool with_listener)
 {
 	if (threaded) {
+		event_free_finalize(0, ul->door_ev, evu_ulev_finalize_door);
 		event_free_finalize(0, ul->arm_ev,
 				    with_listener ? evu_ulev_finalize_both : evu_ulev_finalize_ul);
 		return false;
 	}
+	event_free(ul->door_ev);
 	event_free(ul->arm_ev);
 	evu_ulev_free_now(ul, NULL);
 	return with_listener;
@@ -306,8 +352,10 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 		ul->fault_armed = false;
 		res = -EINVAL;
 	}
-	if (final)
+	if (final) {
 		ul->inflight = false;
+		evu_ulev_update_door(ul);
+	}
 	if (lev->freed) {
 		bool release = final && ul->release_pending;
 
@@ -383,6 +431,7 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	evu_lock(lev);
 	ul->backing_off = false;
+	ul->cancel_delegated = false; /* the loop thread decides now */
 	lev->refcnt++;
 	evu_ulev_flush_stash(ul);
 	if (lev->refcnt > 1) {
@@ -393,6 +442,7 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 			evu_ulev_cancel(ul);
 		}
 		evu_ulev_update_interest(ul);
+		evu_ulev_update_door(ul);
 	}
 	evu_decref_and_unlock(lev);
 	/* Submit, then reap at once: connections already queued are accepted
@@ -432,10 +482,16 @@ static int evu_uring_attach(struct evconnlistener *lev)
 		ret = -ENOMEM;
 		goto fail_release;
 	}
-	ul->lev = lev;
+	ul->door_ev = event_new(lev->base, lev->fd, EV_READ | EV_PERSIST, evu_ulev_door_cb, ul);
+	if (!ul->door_ev) {
+		ret = -ENOMEM;
+		goto fail_arm_ev;
+	}
 	lev->backend = ul;
 	return 0;
 
+fail_arm_ev:
+	event_free(ul->arm_ev);
 fail_release:
 	evu_ring_release(ul);
 fail_free:
@@ -513,6 +569,7 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 	evu_lock(lev);
 	ul->inflight = false; /* abandoned: the old ring's close cancels it */
 	ul->cancelled = false;
+	evu_ulev_update_door(ul);
 	evu_ring_detach(ul);
 	if (ul->release_pending) {
 		evu_unlock(lev);

@@ -25,6 +25,11 @@ struct evu_ulev {
 	struct evu_ring *ring;
 	struct evu_ulev *ring_next;  /* the ring's list of listener states */
 	struct event *arm_ev;     /* activated: arm / deliver stash in the loop thread */
+	/* DEFER_TASKRUN rings: the listening socket as a persistent,
+	 * level-triggered read event, pending while the accept is live. The
+	 * socket's wakeup that queues the accept work also wakes the loop. */
+	struct event *door_ev;
+	bool door_on;
 	struct event *backoff_ev; /* re-arm after a non-retriable error */
 	int *stash;               /* accepted while disabled: delivered on enable */
 	unsigned nstash, capstash;
@@ -56,10 +61,10 @@ struct evu_ulev {
 struct evu_ring {
 	struct io_uring uring;
 	struct event_base *base;
-	/* Wakeup: with DEFER_TASKRUN a registered eventfd (edge-triggered),
-	 * else the ring fd itself; a persistent read event in the base. */
+	/* Without DEFER_TASKRUN: the ring fd, a persistent read event while
+	 * some listener needs it. With it: never added, only activated (a
+	 * reap in the loop thread); listeners wake the loop through door_ev. */
 	struct event *ring_ev;
-	int evfd;                 /* -1 unless defer */
 	bool defer;               /* DEFER_TASKRUN: work runs only when we ask */
 	bool enabled;             /* defer rings start disabled: the loop thread enables */
 	pthread_t submitter;      /* defer: the only thread that may enter the ring */
@@ -118,6 +123,9 @@ EVU_HIDDEN void evu_ring_unpin(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_run_pending(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_leave_loop(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_can_submit(struct evu_ring *r);
+/* DEFER_TASKRUN: reap in the loop thread's next iteration (after our own
+ * submissions and cancellations, whose completions no socket announces). */
+EVU_HIDDEN void evu_ring_kick(struct evu_ring *r);
 EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
 EVU_HIDDEN int evu_ring_submit(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_reap(struct evu_ring *r, bool deliver);
