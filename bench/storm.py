@@ -10,7 +10,10 @@ accepted connection in the measured window, accepted conn/s, and accept
 latency (client's connect() returning -> server's accept callback, both on
 CLOCK_MONOTONIC, joined exactly by the client's source port). The overload
 mode adds fixed busy work per connection and reports accept-queue drops
-(TcpExt ListenDrops/ListenOverflows deltas) and connect() latency. The scale
+(TcpExt ListenDrops/ListenOverflows deltas) and connect() latency. The paced
+mode is the opposite end: one client thread opening a connection every
+--pace-us (1 ms), so the server sleeps between connections and latency is
+that of a wakeup from idle (what a lightly loaded server's users see). The scale
 mode runs the reuseport server (N worker threads, each its own event_base and
 LEV_OPT_REUSEABLE_PORT listener on one port) for N = 1..nproc, workers pinned
 one per CPU and the client niced on all CPUs, and reports conn/s, server CPU
@@ -45,7 +48,10 @@ import time
 
 ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
-ALL_MODES = ["accept-close", "write-close", "overload", "scale"]
+# Measured on request only (--variants): the floor loop woken through a
+# registered eventfd, evuring's wakeup before 2026-12 (see docs/design.md).
+EXTRA_VARIANTS = ["floor-evfd"]
+ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
 SCALE_RATIOS = [("evuring", "libevent"), ("preload", "libevent"), ("fallback", "libevent")]
@@ -56,7 +62,7 @@ EXPECTED_BACKEND = {
     "libevent": "libevent", "evuring": "uring", "preload": "uring",
     "fallback": "event", "raw-uring": "raw-uring",
     "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "floor-defer": "floor",
-    "accept4": "accept4",
+    "floor-evfd": "floor", "accept4": "accept4",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
@@ -297,6 +303,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
         opt = cfg.floor_opt
     elif variant == "floor-defer":
         binary = paths["server_floor"]
+        opt = "door"
+    elif variant == "floor-evfd":
+        binary = paths["server_floor"]
         opt = "defer"
     elif variant == "accept4":
         binary = paths["server_accept4"]
@@ -304,9 +313,12 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
         raise ValueError(variant)
 
     overload = mode == "overload"
+    paced = mode == "paced"
     measured = (cfg.overload_connections if overload else
+                cfg.paced_connections if paced else
                 cfg.scale_connections if scale else cfg.connections)
     warmup = (cfg.overload_warmup if overload else
+              cfg.paced_warmup if paced else
               cfg.scale_warmup if scale else cfg.warmup)
     total = measured + warmup
     work_us = cfg.work_us if overload else 0.0
@@ -331,9 +343,11 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     server_pre = unpinned() if scale else pin(cfg.server_cpu)
     client_pre = unpinned(cfg.scale_client_nice) if scale else pin(cfg.client_cpu)
     client_cmd = [paths["client"], "--shm", shm.path, "--count", str(total),
-                  "--threads", str(cfg.threads), "--port-base", str(PORT_BASE),
+                  "--threads", str(1 if paced else cfg.threads), "--port-base", str(PORT_BASE),
                   "--port-last", str(PORT_LAST), "--write", str(write_bytes),
                   "--timeout", str(timeout - 5)]
+    if paced:
+        client_cmd += ["--pace-us", str(cfg.pace_us)]
 
     net0 = read_netstat()
     server = subprocess.Popen(server_cmd, env=env, stdout=subprocess.PIPE,
@@ -808,16 +822,21 @@ def print_targets(result, out):
 def print_tables(cfg, medians, ratios, modes, variants, out):
     for mode in modes:
         ov = mode == "overload"
-        n = cfg.overload_connections if ov else cfg.connections
-        w = cfg.overload_warmup if ov else cfg.warmup
+        paced = mode == "paced"
+        n = (cfg.overload_connections if ov else cfg.paced_connections if paced
+             else cfg.connections)
+        w = cfg.overload_warmup if ov else cfg.paced_warmup if paced else cfg.warmup
         desc = {"accept-close": "client connects and closes; server accepts and closes",
                 "write-close": "client writes %d bytes before closing; server just closes"
                                % cfg.write_bytes,
-                "overload": "callback busy-works %.0f us per connection" % cfg.work_us}[mode]
+                "overload": "callback busy-works %.0f us per connection" % cfg.work_us,
+                "paced": "one connection every %g us, accept and close: the server "
+                         "sleeps between connections" % cfg.pace_us}[mode]
         out.write("\n== %s: %s\n   %d measured connections per run (+%d warm-up), "
                   "%d rounds, %d client threads on CPU %d, server on CPU %d, backlog %d\n"
-                  % (mode, desc, n, w, mode_rounds(cfg, mode), cfg.threads, cfg.client_cpu,
-                     cfg.server_cpu, cfg.overload_backlog if ov else cfg.backlog))
+                  % (mode, desc, n, w, mode_rounds(cfg, mode), 1 if paced else cfg.threads,
+                     cfg.client_cpu, cfg.server_cpu,
+                     cfg.overload_backlog if ov else cfg.backlog))
         hdr = "%-14s %9s %6s %9s %9s %9s %9s" % (
             "variant", "CPU us/c", "x lev", "conn/s", "p50 us", "p99 us", "p999 us")
         hdr += " %7s" % "drops"
@@ -1016,6 +1035,10 @@ def main():
     ap.add_argument("--overload-connections", type=int,
                     help="measured connections per overload run (default 4000; quick 800)")
     ap.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    ap.add_argument("--paced-connections", type=int,
+                    help="measured connections per paced run (default 2000; quick 300)")
+    ap.add_argument("--pace-us", type=float, default=1000.0,
+                    help="paced mode: one connection every this many us (default 1000)")
     ap.add_argument("--backlog", type=int, default=4096,
                     help="listen backlog in accept-close/write-close (default 4096: a few-ms "
                          "stall of the server must not turn into 1 s SYN retries)")
@@ -1076,12 +1099,16 @@ def main():
     if cfg.overload_connections is None:
         cfg.overload_connections = 800 if cfg.quick else 4000
     cfg.overload_warmup = max(100, cfg.overload_connections // 10)
+    if cfg.paced_connections is None:
+        cfg.paced_connections = 300 if cfg.quick else 2000
+    cfg.paced_warmup = max(30, cfg.paced_connections // 10)
     if cfg.scale_connections is None:
         cfg.scale_connections = cfg.connections
     cfg.scale_warmup = max(100, cfg.scale_connections // 10)
     span = PORT_LAST - PORT_BASE + 1 - 500  # leave room for failed binds/connects
     for total in (cfg.connections + cfg.warmup,
                   cfg.overload_connections + cfg.overload_warmup,
+                  cfg.paced_connections + cfg.paced_warmup,
                   cfg.scale_connections + cfg.scale_warmup):
         if total > span:
             ap.error("at most %d connections per run (warm-up included): every connection "
@@ -1120,8 +1147,8 @@ def main():
     variants = [v for v in cfg.variants.split(",") if v]
     modes = [m for m in cfg.modes.split(",") if m]
     for v in variants:
-        if v not in ALL_VARIANTS:
-            ap.error("unknown variant %r (known: %s)" % (v, ", ".join(ALL_VARIANTS)))
+        if v not in ALL_VARIANTS + EXTRA_VARIANTS:
+            ap.error("unknown variant %r (known: %s)" % (v, ", ".join(ALL_VARIANTS + EXTRA_VARIANTS)))
     for m in modes:
         if m not in ALL_MODES:
             ap.error("unknown mode %r (known: %s)" % (m, ", ".join(ALL_MODES)))

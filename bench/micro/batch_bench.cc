@@ -5,8 +5,8 @@
 // previous iteration's K client sockets, then connect K new ones to the
 // listener's port. A blocking connect() on loopback returns once the
 // handshake is done, so all K connections sit in the kernel's accept queue
-// (and, for evuring, the multishot accept's wakeup is queued and its eventfd
-// signalled) before timing resumes. Timed: event_base_loop(base,
+// (and, for evuring, the multishot accept's work is queued on the ring) before
+// timing resumes. Timed: event_base_loop(base,
 // EVLOOP_ONCE) until the callback (which just closes the fd) has run K
 // times. Normally that is one loop call for every implementation: libevent's
 // listener calls accept4() until EAGAIN, evuring runs the queued accept work

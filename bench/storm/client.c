@@ -4,6 +4,8 @@
  * 127.0.0.1:PORT, optionally write a few bytes, close. Exactly --count
  * connections succeed (a failed bind or connect moves on to the next port),
  * unless the deadline passes first. Timestamps go to the shared file.
+ * --pace-us US: each thread starts a connection every US microseconds (an
+ * open-loop client for the paced mode) instead of as fast as it can.
  * Prints one JSON line.
  *
  * SPDX-License-Identifier: BSD-3-Clause
@@ -32,6 +34,7 @@ static uint64_t target;
 static int write_bytes;
 static uint64_t deadline_ns;
 static int connect_timeout_ms = 5000;
+static uint64_t pace_ns; /* 0: closed loop; else each thread starts a connection every pace_ns */
 
 static atomic_uint_fast64_t tickets;   /* successful connections claimed */
 static atomic_uint next_port;
@@ -47,8 +50,20 @@ static void *worker(void *arg)
 	char buf[256];
 	memset(buf, 'x', sizeof(buf));
 	struct timeval tmo = {connect_timeout_ms / 1000, (connect_timeout_ms % 1000) * 1000};
+	uint64_t next_ns = storm_now_ns();
 
 	while (atomic_fetch_add(&tickets, 1) < target) {
+		if (pace_ns) {
+			/* An absolute schedule: a late connection does not push
+			 * the later ones back. */
+			struct timespec ts;
+
+			next_ns += pace_ns;
+			ts.tv_sec = (time_t)(next_ns / 1000000000u);
+			ts.tv_nsec = (long)(next_ns % 1000000000u);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
 		for (;;) {
 			if (storm_now_ns() > deadline_ns) {
 				atomic_store(&past_deadline, 1);
@@ -109,6 +124,7 @@ int main(int argc, char **argv)
 		{"write", required_argument, NULL, 'w'},
 		{"timeout", required_argument, NULL, 't'},
 		{"connect-timeout-ms", required_argument, NULL, 'c'},
+		{"pace-us", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}};
 	const char *shm_path = NULL;
 	int threads = 8;
@@ -127,10 +143,11 @@ int main(int argc, char **argv)
 		case 'w': write_bytes = atoi(optarg); break;
 		case 't': timeout_s = atof(optarg); break;
 		case 'c': connect_timeout_ms = atoi(optarg); break;
+		case 'P': pace_ns = (uint64_t)(atof(optarg) * 1000.0); break;
 		default:
 			fprintf(stderr, "usage: %s --shm FILE --port N --count N [--threads N] "
 					"[--port-base N] [--port-last N] [--write BYTES] [--timeout S] "
-					"[--connect-timeout-ms MS]\n", argv[0]);
+					"[--connect-timeout-ms MS] [--pace-us US]\n", argv[0]);
 			return 2;
 		}
 	}

@@ -5,13 +5,18 @@
  * walk every ready CQE, advance once, getpeername() + callback work + close
  * per connection, and re-arm when IORING_CQE_F_MORE is clear. Nothing else.
  *
- * --opt none | coop | defer
+ * --opt none | coop | door | defer
  *     ring setup flags, stepping down to none if refused. coop (default,
  *     variant "floor"): COOP_TASKRUN + TASKRUN_FLAG, the ring fd is the
- *     event. defer (variant "floor-defer"): evuring's own mode,
- *     DEFER_TASKRUN + SINGLE_ISSUER + TASKRUN_FLAG with a registered eventfd
- *     as an edge-triggered event (the ring fd of such a ring never wakes a
- *     poller), off while a wakeup is handled, then re-checked.
+ *     event. door (variant "floor-defer"): evuring's own mode,
+ *     DEFER_TASKRUN + SINGLE_ISSUER + TASKRUN_FLAG (the ring fd of such a
+ *     ring never wakes a poller); the listening socket itself is a
+ *     level-triggered event: its wakeup queues the accept work and wakes the
+ *     loop, and io_uring_get_events runs the work. defer (variant
+ *     "floor-evfd", evuring's mode until 2026-12): the same ring woken
+ *     through a registered eventfd as an edge-triggered event, off while a
+ *     wakeup is handled, then re-checked (some kernels signal it only after
+ *     an RCU grace period: see docs/design.md).
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -33,6 +38,7 @@ static struct io_uring ring;
 static int lfd;
 static int armed;
 static int defer_mode;
+static int door_mode; /* defer ring, the listening socket is the event */
 static struct event *ring_ev;
 static unsigned long arms, wakeups, cqes, errors, flushes;
 
@@ -50,7 +56,7 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what; (void)arg;
 	wakeups++;
-	if (defer_mode) /* our own CQEs must not signal the eventfd again */
+	if (defer_mode && !door_mode) /* our own CQEs must not signal the eventfd again */
 		io_uring_cq_eventfd_toggle(&ring, false);
 	if (IO_URING_READ_ONCE(*ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) {
 		io_uring_get_events(&ring);
@@ -85,7 +91,7 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 	cqes += seen;
 	if (!armed && !S.done)
 		arm();
-	if (defer_mode) {
+	if (defer_mode && !door_mode) {
 		/* Work queued while the eventfd was off signalled nothing. */
 		io_uring_cq_eventfd_toggle(&ring, true);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -116,10 +122,10 @@ int main(int argc, char **argv)
 	if (strstr(S.opt, "none")) {
 		flags = 0;
 		flags_name = "none";
-	} else if (strstr(S.opt, "defer")) {
+	} else if (strstr(S.opt, "defer") || strstr(S.opt, "door")) {
 		flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 			IORING_SETUP_TASKRUN_FLAG;
-		flags_name = "defer";
+		flags_name = strstr(S.opt, "door") ? "door" : "defer";
 	}
 	int ret;
 	for (;;) {
@@ -138,7 +144,10 @@ int main(int argc, char **argv)
 	}
 	int evfd = -1;
 	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-	if (defer_mode) {
+	door_mode = defer_mode && strstr(S.opt, "door");
+	if (door_mode) {
+		ring_ev = event_new(base, lfd, EV_READ | EV_PERSIST, on_ring, NULL);
+	} else if (defer_mode) {
 		evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		ret = evfd < 0 ? -errno : io_uring_register_eventfd(&ring, evfd);
 		if (ret < 0) {
