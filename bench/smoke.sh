@@ -1,7 +1,7 @@
 #!/bin/bash
 # ctest bench.storm.smoke: the README's main job still runs end to end. A
 # tiny accept storm (one round, a few hundred connections, accept-close and
-# overload) through the real runner, then checks of what it wrote: every
+# overload, paced) through the real runner, then checks of what it wrote: every
 # variant it did not skip ran in every mode and measured something, the JSON
 # holds the targets verdict, and the plot exists. No speed is judged here:
 # the figures of so short a run on a busy machine mean nothing.
@@ -15,7 +15,8 @@ trap 'rm -rf "$out"' EXIT
 
 if ! "$python" "$here/storm.py" --build "$build" --out "$out" --quick --rounds 1 \
 	--target-rounds 1 --connections 400 --overload-connections 200 \
-	--modes accept-close,overload --no-progress >"$out/table.txt" 2>"$out/log.txt"; then
+	--paced-connections 100 --pace-us 500 \
+	--modes accept-close,overload,paced --no-progress >"$out/table.txt" 2>"$out/log.txt"; then
 	cat "$out/table.txt" "$out/log.txt"
 	echo "FAIL: the runner exited with an error"
 	exit 1
@@ -26,7 +27,7 @@ cat "$out/table.txt"
 import json, sys
 d = json.load(open(sys.argv[1]))
 bad = []
-for mode in ("accept-close", "overload"):
+for mode in ("accept-close", "overload", "paced"):
     for v in d["variants"]:
         runs = [r for r in d["runs"] if r["variant"] == v and r["mode"] == mode]
         if not runs or not all((r["metrics"].get("cpu_us_per_conn") or 0) > 0 for r in runs):
