@@ -302,6 +302,12 @@ static void evu_ulev_finalize_ul(struct event *ev, void *arg)
 	evu_ulev_free_now(arg, NULL);
 }
 
+static void evu_ulev_finalize_door(struct event *ev, void *arg)
+{
+	(void)ev;
+	(void)arg; /* the door's callback no longer runs; arm_ev's frees ul */
+}
+
 static void evu_ulev_finalize_both(struct event *ev, void *arg)
 {
 	struct evu_ulev *ul = arg;
@@ -317,12 +323,6 @@ static void evu_ulev_finalize_both(struct event *ev, void *arg)
  * passed, not read from the listener, which may already be gone. Returns
  * true if the caller may free the listener itself now.
  */
-static void evu_ulev_finalize_door(struct event *ev, void *arg)
-{
-	(void)ev;
-	(void)arg; /* the door's callback no longer runs; arm_ev's frees ul */
-}
-
 static bool evu_ulev_free_as(struct evu_ulev *ul, bool threaded, bool with_listener)
 {
 	if (threaded) {
