@@ -8,7 +8,11 @@
  *   a storm of connections for about a second.
  * - The error callback runs, with errno EMFILE inside it.
  * - No busy loop: the process's CPU time (getrusage) over that second stays
- *   under 5% of a core. libevent's own listener is level-triggered and calls
+ *   under 5% of a core more than over an idle half second just before it,
+ *   with the same exhausted listener armed (the idle share, 3-4.5% of a
+ *   core on this 2-vCPU VM with or without ThreadSanitizer, is the process's
+ *   own background; with a fixed 5% bar the TSan run failed at 5.5% with
+ *   15 error callbacks). libevent's own listener is level-triggered and calls
  *   the error callback on every loop iteration (a known libevent weakness):
  *   the reference run prints its CPU use as an expected-failure observation
  *   instead of asserting it.
@@ -267,7 +271,7 @@ int main(void)
 	rlim_t saved;
 	pid_t pid;
 	long long cpu0, cpu1, t0, t1, resume_ms;
-	double pct;
+	double pct, idle_pct;
 
 	harness_init("emfile");
 	harness_use_threads();
@@ -314,6 +318,13 @@ int main(void)
 	c.accepted = 0;
 	memset(c.seen, 0, sizeof c.seen);
 
+	harness_phase("idle, exhausted listener armed");
+	cpu0 = rel_cpu_us();
+	t0 = harness_now_ms();
+	harness_run_for(base, STORM_MS / 2);
+	idle_pct = 100.0 * (double)(rel_cpu_us() - cpu0) /
+		   (double)((harness_now_ms() - t0) * 1000);
+
 	harness_phase("storm against the exhausted listener");
 	CHECK_EQ(write(go[1], "G", 1), 1);
 	cpu0 = rel_cpu_us();
@@ -325,9 +336,10 @@ int main(void)
 	read_full(res[0], &rep, sizeof rep, 10000);
 	printf("storm: %d connects completed, %d failed (first errno %d); "
 	       "limit %d, %d dup()s; %d error callbacks (first errno %d: %s), "
-	       "%d accepted; CPU %.2f%% of a core over %lld ms\n",
+	       "%d accepted; CPU %.2f%% of a core over %lld ms (idle before: %.2f%%)\n",
 	       rep.completed, rep.failed, rep.first_errno, limit, ndup, c.errs,
-	       c.first_errno, strerror(c.first_errno), c.accepted, pct, t1 - t0);
+	       c.first_errno, strerror(c.first_errno), c.accepted, pct, t1 - t0,
+	       idle_pct);
 	CHECKF(c.errs > 0, "the error callback never ran while accept hit EMFILE");
 	CHECKF(c.first_errno == EMFILE && c.errno_not_emfile == 0,
 	       "errno in the error callback: first %d (%s), %d not EMFILE",
@@ -343,10 +355,10 @@ int main(void)
 		       "avoids. Not asserted for the reference.\n", pct,
 		       CPU_MAX_PCT, c.errs);
 	} else {
-		CHECKF(pct < CPU_MAX_PCT,
+		CHECKF(pct - idle_pct < CPU_MAX_PCT,
 		       "busy loop: %.2f%% of a core (%lld us CPU in %lld ms) while "
-		       "exhausted; %d error callbacks", pct, cpu1 - cpu0, t1 - t0,
-		       c.errs);
+		       "exhausted, %.2f%% idle before; %d error callbacks", pct,
+		       cpu1 - cpu0, t1 - t0, idle_pct, c.errs);
 	}
 
 	harness_phase("fds freed: accepting resumes by itself");
