@@ -3,7 +3,8 @@
 # and hand-written floors (see bench/storm.py for what it measures).
 #
 # usage: scripts/bench.sh [--no-setup] [--quick] [--rounds N] [--connections N]
-#                         [--out DIR] [--build DIR] [--micro] [-- more options for bench/storm.py]
+#                         [--out DIR] [--build DIR] [--micro | --profile]
+#                         [-- more options for bench/storm.py or bench/profile.py]
 #
 # First installs the Debian packages it needs (scripts/setup-debian.sh)
 # unless --no-setup.
@@ -11,6 +12,8 @@
 # then runs the runner. Loopback only; server pinned to CPU 1, client to CPU 0
 # (scale mode: server worker i on CPU 1+i mod nproc, client on all CPUs, niced).
 # --micro: run the Google Benchmark micro-benchmarks instead (JSON in OUT/).
+# --profile: where the server's CPU goes per variant (bench/profile.py: perf
+# cpu-clock samples by system call, and early/late closes; needs root).
 # Needs: cmake, a C compiler, liburing-dev, libevent-dev, python3, and
 # gnuplot (gnuplot-nox) for the plot.
 set -euo pipefail
@@ -19,6 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=build
 out=bench-results
 micro=0
+profile=0
 quick=0
 setup=1
 args=()
@@ -26,6 +30,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) args+=(--quick); quick=1; shift ;;
     --micro) micro=1; shift ;;
+    --profile) profile=1; shift ;;
     --no-setup) setup=0; shift ;;
     --rounds|--connections|--out)
       [[ $# -ge 2 ]] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
@@ -95,6 +100,20 @@ if [[ $micro == 1 ]]; then
   python3 "$here/bench/micro/summary.py" "$out"
   echo "wrote $out/micro-*.json" >&2
   exit 0
+fi
+
+if [[ $profile == 1 ]]; then
+  # Only the options profile.py shares with storm.py; --quick: one short round.
+  pargs=(--out "$out/profile")
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case ${args[i]} in
+      --quick) pargs+=(--rounds 1 --connections 3000) ;;
+      --out) i=$((i + 1)) ;;
+      --out=*) ;;
+      *) pargs+=("${args[i]}") ;;
+    esac
+  done
+  exec python3 "$here/bench/profile.py" --build "$build" "${pargs[@]}"
 fi
 
 exec python3 "$here/bench/storm.py" --build "$build" "${args[@]}"

@@ -2,7 +2,7 @@
 # Install what evuring needs on Debian bookworm: build tools, liburing and
 # libevent development files, Google Benchmark, and the tools the tests and
 # the benchmark drive (curl as a real HTTP client, python3 + gnuplot for the
-# benchmark report). Idempotent; needs root (or sudo).
+# benchmark report, perf for its profile). Idempotent; needs root (or sudo).
 #
 #   scripts/setup-debian.sh [--tests]
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
-      curl python3 gnuplot-nox util-linux procps iproute2)
+      curl python3 gnuplot-nox util-linux procps iproute2 linux-perf)
 TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn ustreamer libevhtp-dev libssl-dev)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
 TEST_SERVICES=(transmission-daemon coturn)
