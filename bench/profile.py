@@ -46,7 +46,7 @@ SYSCALL_CATEGORY = {
     "io_uring_enter": "accept", "epoll_wait": "wait", "epoll_pwait": "wait",
     "epoll_pwait2": "wait",
 }
-DEFAULT_VARIANTS = "libevent,evuring,fallback,floor-defer,accept4"
+DEFAULT_VARIANTS = "libevent,evuring,preload,fallback,floor-defer,raw-uring-gpn,accept4"
 TRACEFS = "/sys/kernel/tracing"
 STATE_EVENT = TRACEFS + "/events/sock/inet_sock_set_state"
 # Server sockets only: storm.py's clients bind ports below 32768 and its
@@ -192,8 +192,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="bench-results/profile")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds, one storm run per variant each (default 3)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds, one storm run per variant each (default 5)")
     ap.add_argument("--connections", type=int, default=20000)
     ap.add_argument("--freq", type=int, default=1999, help="samples per second per CPU")
     ap.add_argument("--keep", action="store_true", help="keep the perf.data files")
