@@ -35,6 +35,7 @@ import collections
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -206,6 +207,7 @@ def main():
     period_us = 1e6 / args.freq
     totals = {v: collections.Counter() for v in variants}
     accepted = collections.Counter()
+    per_round = {v: [] for v in variants}  # (accepted, counts) per round
     t0 = time.time()
     race = CloseRace()
     try:
@@ -218,12 +220,19 @@ def main():
                 n, counts = run_round(args, v, rnd, args.out, race)
                 accepted[v] += n
                 totals[v].update(counts)
+                per_round[v].append((n, counts))
     finally:
         race.restore()
     sys.stderr.write("\n")
 
     def per_conn(v, key):
         return totals[v][key] * period_us / accepted[v]
+
+    def round_total(rc):
+        return rc[1]["samples"] * period_us / rc[0]
+
+    def round_listener(rc):
+        return (rc[1]["samples"] - rc[1]["close"]) * period_us / rc[0]
 
     base = variants[0]
     head = "%-14s %8s %7s" % ("variant", "total", "x " + base[:5])
@@ -251,7 +260,16 @@ def main():
             "accepted": accepted[v], "samples": totals[v]["samples"],
             "early_close": totals[v]["early_close"], "late_close": totals[v]["late_close"],
             "us_per_conn": {c: per_conn(v, c) for c in CATEGORIES + ["samples", "accept_work"]},
+            "per_round": [{"accepted": n, "counts": dict(c)} for n, c in per_round[v]],
         }
+    if args.rounds > 1 and len(variants) > 1:
+        print("\nratios to %s paired by round: median [min..max]" % base)
+        for v in variants[1:]:
+            line = "  %-14s" % v
+            for name, fn in (("total", round_total), ("listener", round_listener)):
+                r = [fn(a) / fn(b) for a, b in zip(per_round[v], per_round[base])]
+                line += "  %s %.3f [%.3f..%.3f]" % (name, statistics.median(r), min(r), max(r))
+            print(line)
     print("\nlistener: total - close (what a listener can change); do_acc: time in the kernel's "
           "do_accept\n(socket and file allocation, the accept itself), wherever it ran; "
           "early: server sockets closed\nbefore the client's FIN arrived (cheaper closes).")
