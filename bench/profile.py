@@ -107,7 +107,7 @@ class CloseRace:
 
 
 def syscall_of(frame):
-    for prefix in ("__x64_sys_", "__do_sys_", "__se_sys_"):
+    for prefix in ("__x64_sys_", "__arm64_sys_", "__do_sys_", "__se_sys_"):
         if frame.startswith(prefix):
             return frame[len(prefix):]
     return None
@@ -115,8 +115,8 @@ def syscall_of(frame):
 
 def classify(stack):
     """stack: innermost frame first. Returns (category, in_accept_work)."""
-    kernel = any(f.startswith(("entry_SYSCALL", "do_syscall_64", "asm_"))
-                 for f in stack)
+    kernel = any(f.startswith(("entry_SYSCALL", "do_syscall_64", "asm_", "el0"))
+                 for f in stack)  # x86-64 and arm64 entry frames
     work = "do_accept" in stack
     if not kernel:
         return "user", work
