@@ -103,7 +103,8 @@ if [[ $micro == 1 ]]; then
 fi
 
 if [[ $profile == 1 ]]; then
-  # Only the options profile.py shares with storm.py; --quick: one short round.
+  # --out DIR profiles into DIR/profile, --quick is one short round; the rest
+  # goes to profile.py as given (--rounds, --connections, --variants, ...).
   pargs=(--out "$out/profile")
   for ((i = 0; i < ${#args[@]}; i++)); do
     case ${args[i]} in
