@@ -345,7 +345,7 @@ void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul, bool interes
 	ul->interest = interest;
 	pthread_mutex_lock(&r->mu);
 	r->n_interest += interest ? 1 : -1;
-	want = r->n_interest > 0 && !r->defer; /* defer: door_ev instead */
+	want = r->n_interest > 0;
 	if (want != r->ev_added) {
 		if (want)
 			event_add(r->ring_ev, NULL);

@@ -89,12 +89,17 @@ static void evu_ulev_update_door(struct evu_ulev *ul)
 		event_del_noblock(ul->door_ev);
 }
 
+/* Rings without DEFER_TASKRUN: the ring event stays pending while some
+ * listener may still get completions. DEFER_TASKRUN rings are woken by each
+ * listener's door_ev instead (evu_ulev_update_door). */
 static void evu_ulev_update_interest(struct evu_ulev *ul)
 {
 	struct evconnlistener *lev = ul->lev;
-	bool interest = ul->inflight ||
-			(!lev->freed && !ul->backing_off && evu_wants_accept(lev));
+	bool interest;
 
+	if (!ul->ring || ul->ring->defer)
+		return;
+	interest = ul->inflight || (!lev->freed && !ul->backing_off && evu_wants_accept(lev));
 	evu_ring_set_interest(ul->ring, ul, interest);
 }
 

@@ -43,7 +43,7 @@ struct evu_ulev {
 	bool fault_armed;         /* test fault injection (EVURING_TEST_FAULT) */
 	bool cancel_delegated;    /* freed from a thread that cannot cancel: the loop does */
 	unsigned stash_head;
-	bool interest;            /* counted in ring->n_interest */
+	bool interest;            /* counted in ring->n_interest (rings without defer) */
 	/* Peer address from the accept itself (DEFER_TASKRUN rings, IP
 	 * listeners): the kernel rewrites accept_addr at every accept, and
 	 * only our own io_uring_enter calls run accepts, so right after a
@@ -80,7 +80,7 @@ struct evu_ring {
 	int pins;                 /* cross-thread users (atomic): retire waits */
 	int busy;                 /* depth of ring callbacks running (loop thread) */
 	int n_attached;           /* evu_ulev objects alive on this ring */
-	int n_interest;           /* ulevs that need the ring event pending */
+	int n_interest;           /* ulevs that need the ring event pending (no defer) */
 	unsigned sq_pending;      /* SQEs prepared but not submitted */
 	uint64_t batch_seq;
 	pid_t pid;
