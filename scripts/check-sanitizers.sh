@@ -77,6 +77,11 @@ run_one() {
 	grep -E "tests passed|Test +#.*(\*\*\*|Failed|Timeout)" "$log" | sed 's/^/    /'
 	if [ $rc -ne 0 ]; then
 		echo "--- $name: failing tests' output:"
+		# ctest --output-on-failure puts a failed test's output after its
+		# status line, up to the next test's.
+		awk '/Test +#[0-9]+: .*\*\*\*(Failed|Timeout|Exception)/ { show = 1; n = 0 }
+		     show && /Test +#[0-9]+: / && !/\*\*\*(Failed|Timeout|Exception)/ { show = 0 }
+		     show && n++ < 80' "$log"
 		sed -n '/The following tests FAILED/,$p' "$log"
 		# sanitizer reports of the failed tests
 		grep -nE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|SUMMARY: " "$log" | head -40

@@ -10,16 +10,26 @@
 #   - no evuring error or warning, no sanitizer report.
 #
 #   run.sh --backend=uring|event|plain --preload=LIB[:LIB...] --probe=PATH
-#          --bindir=DIR --min-listeners=N [--env=VAR=VALUE...] PROGRAM [ARGS...]
+#          --bindir=DIR --min-listeners=N [--env=VAR=VALUE...]
+#          [--statistical-retries=N] PROGRAM [ARGS...]
 #
 # --env sets a variable for the program in every variant (libevent's own
 # EVENT_NOEPOLL / EVENT_NOPOLL choose its poll or select method).
+#
+# --statistical-retries=N (for test-ratelim): a run that failed only
+# libevent's statistical checks ("... out of bounds": the bandwidth and the
+# spread between connections over a 5-second run) is run again, up to N more
+# times, and passes if one run passes every check. The spread varies from run
+# to run with or without evuring: 2 of 40 runs of the group_lim control went
+# past its bound of 100 (30-108 B/s) on an idle machine, and the control
+# failed a CI run under ASan. Every attempt's figures are printed; a crash, a
+# sanitizer report or any other failure is never retried.
 #
 # Exit status: 0 pass, 1 fail, 77 skip (libevent's source package was not
 # fetched, or io_uring is unavailable for the uring variant).
 set -u
 
-backend='' preload='' probe='' bindir='' min=1 extra_env=()
+backend='' preload='' probe='' bindir='' min=1 extra_env=() retries=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--backend=*) backend=${1#*=} ;;
@@ -28,6 +38,7 @@ while [ $# -gt 0 ]; do
 	--bindir=*) bindir=${1#*=} ;;
 	--min-listeners=*) min=${1#*=} ;;
 	--env=*) extra_env+=("${1#*=}") ;;
+	--statistical-retries=*) retries=${1#*=} ;;
 	--*) echo "unknown argument $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -55,21 +66,38 @@ out=$(mktemp /tmp/evu-upstream.XXXXXX) || exit 1
 trap 'rm -f "$out"' EXIT
 
 echo "running ${extra_env[*]} $prog $*  (backend $backend${preload:+, preload $preload})"
-start=$SECONDS
-case $backend in
-plain)
-	# The preload list without evuring, its last entry (an ASan build
-	# keeps the ASan runtime in the control too).
-	plain_preload=''
-	case $preload in *:*) plain_preload=${preload%:*} ;; esac
-	env -u EVURING_BACKEND LD_PRELOAD="$plain_preload" "${extra_env[@]}" \
-		"$bindir/$prog" "$@" >"$out" 2>&1
-	;;
-*) env LD_PRELOAD="$preload" EVURING_BACKEND="$backend" EVURING_DEBUG=1 \
-	"${extra_env[@]}" "$bindir/$prog" "$@" >"$out" 2>&1 ;;
-esac
-rc=$?
-echo "$prog exited with status $rc after $((SECONDS - start)) s"
+run_prog() {
+	case $backend in
+	plain)
+		# The preload list without evuring, its last entry (an ASan build
+		# keeps the ASan runtime in the control too).
+		local plain_preload=''
+		case $preload in *:*) plain_preload=${preload%:*} ;; esac
+		env -u EVURING_BACKEND LD_PRELOAD="$plain_preload" "${extra_env[@]}" \
+			"$bindir/$prog" "$@" >"$out" 2>&1
+		;;
+	*) env LD_PRELOAD="$preload" EVURING_BACKEND="$backend" EVURING_DEBUG=1 \
+		"${extra_env[@]}" "$bindir/$prog" "$@" >"$out" 2>&1 ;;
+	esac
+}
+# Only libevent's statistical verdicts failed: status 1, an "out of bounds"
+# line, and nothing a sanitizer or evuring reported.
+only_statistics_failed() {
+	[ "$1" -eq 1 ] && grep -q 'out of bounds' "$out" &&
+		! grep -qE 'Sanitizer|runtime error:|\[evuring\].*(error|warning)' "$out"
+}
+attempt=0
+while :; do
+	attempt=$((attempt + 1))
+	start=$SECONDS
+	run_prog "$@"
+	rc=$?
+	echo "$prog exited with status $rc after $((SECONDS - start)) s (attempt $attempt)"
+	only_statistics_failed $rc && [ "$attempt" -le "$retries" ] || break
+	echo "attempt $attempt failed only libevent's statistical checks; its figures:"
+	grep -E 'Off by|stddev:|out of bounds' "$out" | sed 's/^/    /'
+done
+[ "$attempt" -eq 1 ] || [ $rc -ne 0 ] || grep -E 'Off by|stddev:' "$out" | sed 's/^/    passing attempt: /'
 
 fail() {
 	echo "FAIL: $*"
