@@ -204,6 +204,16 @@ def main():
         raise SystemExit("profile: perf not found (Debian: apt-get install linux-perf)")
     variants = [v for v in args.variants.split(",") if v]
     os.makedirs(args.out, exist_ok=True)
+    # perf refuses a -F above this limit, which the kernel lowers when
+    # sampling interrupts run long.
+    try:
+        with open("/proc/sys/kernel/perf_event_max_sample_rate") as f:
+            max_rate = int(f.read())
+    except (OSError, ValueError):
+        max_rate = 0
+    if 0 < max_rate < args.freq:
+        sys.stderr.write("profile: sampling at %d Hz, kernel.perf_event_max_sample_rate\n" % max_rate)
+        args.freq = max_rate
     period_us = 1e6 / args.freq
     totals = {v: collections.Counter() for v in variants}
     accepted = collections.Counter()
