@@ -50,7 +50,7 @@ ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
 # Measured on request only (--variants): the floor loop woken through a
 # registered eventfd, evuring's wakeup before 2026-12 (see docs/design.md).
-EXTRA_VARIANTS = ["floor-evfd"]
+EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
@@ -62,7 +62,7 @@ EXPECTED_BACKEND = {
     "libevent": "libevent", "evuring": "uring", "preload": "uring",
     "fallback": "event", "raw-uring": "raw-uring",
     "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "floor-defer": "floor",
-    "floor-evfd": "floor", "accept4": "accept4",
+    "floor-evfd": "floor", "floor-coopdoor": "floor", "accept4": "accept4",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
@@ -307,6 +307,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "floor-evfd":
         binary = paths["server_floor"]
         opt = "defer"
+    elif variant == "floor-coopdoor":
+        binary = paths["server_floor"]
+        opt = "coopdoor"
     elif variant == "accept4":
         binary = paths["server_accept4"]
     else:

@@ -5,7 +5,7 @@
  * walk every ready CQE, advance once, getpeername() + callback work + close
  * per connection, and re-arm when IORING_CQE_F_MORE is clear. Nothing else.
  *
- * --opt none | coop | door | defer
+ * --opt none | coop | door | defer | coopdoor
  *     ring setup flags, stepping down to none if refused. coop (default,
  *     variant "floor"): COOP_TASKRUN + TASKRUN_FLAG, the ring fd is the
  *     event. door (variant "floor-defer"): evuring's own mode,
@@ -16,7 +16,11 @@
  *     "floor-evfd", evuring's mode until 2026-12): the same ring woken
  *     through a registered eventfd as an edge-triggered event, off while a
  *     wakeup is handled, then re-checked (some kernels signal it only after
- *     an RCU grace period: see docs/design.md).
+ *     an RCU grace period: see docs/design.md). coopdoor (variant
+ *     "floor-coopdoor", an experiment): a COOP_TASKRUN ring with the
+ *     listening socket as the event; the socket's epoll wakeup also returns
+ *     the loop to user space, which runs the queued accept work on the way
+ *     out, so the CQEs are usually there without an io_uring_enter.
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -38,7 +42,7 @@ static struct io_uring ring;
 static int lfd;
 static int armed;
 static int defer_mode;
-static int door_mode; /* defer ring, the listening socket is the event */
+static int door_mode; /* the listening socket is the event */
 static struct event *ring_ev;
 static unsigned long arms, wakeups, cqes, errors, flushes;
 
@@ -122,6 +126,8 @@ int main(int argc, char **argv)
 	if (strstr(S.opt, "none")) {
 		flags = 0;
 		flags_name = "none";
+	} else if (strstr(S.opt, "coopdoor")) {
+		flags_name = "coopdoor";
 	} else if (strstr(S.opt, "defer") || strstr(S.opt, "door")) {
 		flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 			IORING_SETUP_TASKRUN_FLAG;
@@ -144,7 +150,7 @@ int main(int argc, char **argv)
 	}
 	int evfd = -1;
 	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-	door_mode = defer_mode && strstr(S.opt, "door");
+	door_mode = strstr(S.opt, "door") != NULL;
 	if (door_mode) {
 		ring_ev = event_new(base, lfd, EV_READ | EV_PERSIST, on_ring, NULL);
 	} else if (defer_mode) {
