@@ -11,8 +11,9 @@
 # transmission-daemon and litecoind (evhttp RPC servers; litecoind installs
 # no service), fstrm-bin (fstrm_capture) and coturn (turnserver), direct
 # evconnlistener users, and ustreamer (an MJPEG streamer whose HTTP side is
-# an evhttp; no service), and libevhtp-dev (an HTTP library that makes its
-# own listener). Their services are never started by the install.
+# an evhttp; no service), sslsplit (a TLS/TCP interception proxy that makes
+# its own listeners; no service), and libevhtp-dev (an HTTP library that makes
+# its own listener). Their services are never started by the install.
 # It also fetches the source of the installed libevent into .deps/ for
 # tests/upstream (libevent's own tests and samples, run with evuring
 # preloaded; libssl-dev for the sample le-proxy).
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2 linux-perf)
-TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn ustreamer libevhtp-dev libssl-dev)
+TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn ustreamer sslsplit libevhtp-dev libssl-dev)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
 TEST_SERVICES=(transmission-daemon coturn)
 tests=0
