@@ -60,7 +60,14 @@ class CloseRace:
 
     def __init__(self):
         self.saved = None
+        self.mounted = False
         try:
+            if not os.path.exists(TRACEFS + "/tracing_on"):
+                # A fresh machine may not have tracefs mounted: mount it
+                # for this run (root only) and unmount it in restore().
+                subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS],
+                               check=True, stderr=subprocess.DEVNULL)
+                self.mounted = True
             with open(TRACEFS + "/tracing_on") as f:
                 on = f.read().strip()
             with open(STATE_EVENT + "/filter") as f:
@@ -71,7 +78,7 @@ class CloseRace:
             self._write(TRACEFS + "/buffer_size_kb", "16384")
             self._write(TRACEFS + "/tracing_on", "1")
             self.saved = (on, "0" if flt == "none" else flt, kb)
-        except OSError as e:
+        except (OSError, subprocess.CalledProcessError) as e:
             sys.stderr.write("profile: no close-race counts (tracefs: %s)\n" % e)
 
     @staticmethod
@@ -104,6 +111,8 @@ class CloseRace:
             self._write(STATE_EVENT + "/filter", flt)
             self._write(TRACEFS + "/buffer_size_kb", kb)
             self._write(TRACEFS + "/tracing_on", on)
+        if self.mounted:
+            subprocess.run(["umount", TRACEFS], check=False)
 
 
 def syscall_of(frame):
