@@ -34,6 +34,13 @@ for mode in ("accept-close", "overload", "paced"):
             bad.append("%s/%s: no run, or one measured nothing" % (mode, v))
 if "evuring" in d["variants"] and not d.get("targets"):
     bad.append("no targets verdict in the JSON")
+for t in d.get("targets") or []:
+    # A CPU target is met only when the ratio of medians and the paired
+    # per-round median both meet its bar.
+    if "paired" in t and t["paired"] is not None:
+        bar = float(t["bar"].split()[-1])
+        if t["met"] != (t["value"] <= bar and t["paired"] <= bar):
+            bad.append("target %s: verdict disagrees with its figures" % t["name"])
 if "libevent" not in d["variants"]:
     bad.append("libevent's listener did not run")
 for b in bad:
