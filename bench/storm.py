@@ -50,7 +50,7 @@ ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
 # Measured on request only (--variants): the floor loop woken through a
 # registered eventfd, evuring's wakeup before 2026-12 (see docs/design.md).
-EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor"]
+EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
@@ -62,7 +62,8 @@ EXPECTED_BACKEND = {
     "libevent": "libevent", "evuring": "uring", "preload": "uring",
     "fallback": "event", "raw-uring": "raw-uring",
     "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "floor-defer": "floor",
-    "floor-evfd": "floor", "floor-coopdoor": "floor", "accept4": "accept4",
+    "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
+    "accept4": "accept4",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
@@ -307,6 +308,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "floor-evfd":
         binary = paths["server_floor"]
         opt = "defer"
+    elif variant == "floor-linger":
+        binary = paths["server_floor"]
+        opt = "door,linger=%d" % cfg.linger_us
     elif variant == "floor-coopdoor":
         binary = paths["server_floor"]
         opt = "coopdoor"
@@ -1088,6 +1092,10 @@ def main():
                          "never pinned in scale mode")
     ap.add_argument("--png-scale", help="scale plot file (default: OUT/storm-scale.png)")
     ap.add_argument("--floor-opt", default="coop", help="floor ring flags: coop or none")
+    ap.add_argument("--linger-us", type=int, default=30,
+                    help="variant floor-linger: after each batch, wait this long in "
+                         "io_uring_enter for the next completion before returning to the "
+                         "event loop (an experiment; default 30)")
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
     ap.add_argument("--run-timeout", type=float, default=60.0,

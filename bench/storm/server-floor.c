@@ -5,7 +5,7 @@
  * walk every ready CQE, advance once, getpeername() + callback work + close
  * per connection, and re-arm when IORING_CQE_F_MORE is clear. Nothing else.
  *
- * --opt none | coop | door | defer | coopdoor
+ * --opt none | coop | door | defer | coopdoor [,linger=US]
  *     ring setup flags, stepping down to none if refused. coop (default,
  *     variant "floor"): COOP_TASKRUN + TASKRUN_FLAG, the ring fd is the
  *     event. door (variant "floor-defer"): evuring's own mode,
@@ -21,6 +21,10 @@
  *     listening socket as the event; the socket's epoll wakeup also returns
  *     the loop to user space, which runs the queued accept work on the way
  *     out, so the CQEs are usually there without an io_uring_enter.
+ * linger=US (with door; variant "floor-linger", an experiment): after each
+ *     batch, wait up to US microseconds in io_uring_enter for the next
+ *     completion (at most 64 times) before returning to the event loop, so
+ *     that a storm is served from io_uring's wait rather than epoll's.
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -29,6 +33,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -45,6 +50,8 @@ static int defer_mode;
 static int door_mode; /* the listening socket is the event */
 static struct event *ring_ev;
 static unsigned long arms, wakeups, cqes, errors, flushes;
+static long linger_us; /* experiment: wait this long in io_uring_enter for more */
+static unsigned long linger_hits, linger_misses;
 
 static void arm(void)
 {
@@ -67,7 +74,10 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 		flushes++;
 	}
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
+	unsigned head, seen;
+	int lingers = 0;
+again:
+	seen = 0;
 	io_uring_for_each_cqe(&ring, head, cqe) {
 		seen++;
 		if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -95,6 +105,15 @@ static void on_ring(evutil_socket_t fd, short what, void *arg)
 	cqes += seen;
 	if (!armed && !S.done)
 		arm();
+	if (linger_us > 0 && door_mode && armed && !S.done && lingers++ < 64) {
+		struct __kernel_timespec ts = {0, linger_us * 1000};
+		struct io_uring_cqe *c;
+		if (io_uring_wait_cqe_timeout(&ring, &c, &ts) == 0) {
+			linger_hits++;
+			goto again;
+		}
+		linger_misses++;
+	}
 	if (defer_mode && !door_mode) {
 		/* Work queued while the eventfd was off signalled nothing. */
 		io_uring_cq_eventfd_toggle(&ring, true);
@@ -151,6 +170,8 @@ int main(int argc, char **argv)
 	int evfd = -1;
 	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 	door_mode = strstr(S.opt, "door") != NULL;
+	if (strstr(S.opt, "linger="))
+		linger_us = atol(strstr(S.opt, "linger=") + 7);
 	if (door_mode) {
 		ring_ev = event_new(base, lfd, EV_READ | EV_PERSIST, on_ring, NULL);
 	} else if (defer_mode) {
@@ -180,11 +201,11 @@ int main(int argc, char **argv)
 	if (!S.done)
 		storm_stop(&S, 0);
 
-	char extra[256];
+	char extra[384];
 	snprintf(extra, sizeof(extra),
 		 "\"ring_flags\":\"%s\",\"arms\":%lu,\"wakeups\":%lu,\"cqes\":%lu,"
-		 "\"flushes\":%lu,\"accept_errors\":%lu",
-		 flags_name, arms, wakeups, cqes, flushes, errors);
+		 "\"flushes\":%lu,\"accept_errors\":%lu,\"linger_hits\":%lu,\"linger_misses\":%lu",
+		 flags_name, arms, wakeups, cqes, flushes, errors, linger_hits, linger_misses);
 	storm_report(&S, "floor", extra);
 
 	event_free(ring_ev);
