@@ -41,6 +41,11 @@ for t in d.get("targets") or []:
         bar = float(t["bar"].split()[-1])
         if t["met"] != (t["value"] <= bar and t["paired"] <= bar):
             bad.append("target %s: verdict disagrees with its figures" % t["name"])
+    # The regime check: did the server sleep between connections?
+    if t.get("regime") and t["met"] != (min(t["wake"].values()) >= float(t["bar"].split()[-1])):
+        bad.append("target %s: verdict disagrees with its figures" % t["name"])
+if "evuring" in d["variants"] and not any(t.get("regime") for t in d.get("targets") or []):
+    bad.append("no server-wakeups check among the targets")
 if "libevent" not in d["variants"]:
     bad.append("libevent's listener did not run")
 for b in bad:
