@@ -106,7 +106,7 @@ again:
 	if (!armed && !S.done)
 		arm();
 	if (linger_us > 0 && door_mode && armed && !S.done && lingers++ < 64) {
-		struct __kernel_timespec ts = {0, linger_us * 1000};
+		struct __kernel_timespec ts = {linger_us / 1000000, linger_us % 1000000 * 1000};
 		struct io_uring_cqe *c;
 		if (io_uring_wait_cqe_timeout(&ring, &c, &ts) == 0) {
 			linger_hits++;
