@@ -170,8 +170,9 @@ int main(int argc, char **argv)
 	int evfd = -1;
 	defer_mode = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 	door_mode = strstr(S.opt, "door") != NULL;
-	if (strstr(S.opt, "linger="))
-		linger_us = atol(strstr(S.opt, "linger=") + 7);
+	const char *linger_opt = strstr(S.opt, "linger=");
+	if (linger_opt)
+		linger_us = atol(linger_opt + 7);
 	if (door_mode) {
 		ring_ev = event_new(base, lfd, EV_READ | EV_PERSIST, on_ring, NULL);
 	} else if (defer_mode) {
