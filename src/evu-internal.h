@@ -123,6 +123,12 @@ static inline bool evu_accept_err_retriable(int err)
 	       err == ECONNABORTED;
 }
 
+/* Accept errors that mean "out of fds or memory for now". */
+static inline bool evu_accept_err_resource(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 /* --- backend choice (src/backend.c) --- */
 
 /* The backend for a new listener: explicit override, cached probe, fallback.

@@ -17,12 +17,16 @@
 #include "uring.h"
 
 #define EVU_SQ_ENTRIES 64
-/* Multishot accept has no back-pressure: a full CQ ends the request. The CQ
- * size therefore bounds accepted-but-undelivered fds per wakeup. */
-#define EVU_CQ_ENTRIES 2048
+/* Multishot accept has no back-pressure: it takes the whole accept queue in
+ * one go, until a full CQ ends the request. The CQ size therefore bounds the
+ * fds accepted but not yet handed to the user, which libevent's loop keeps at
+ * one: every one of them is an fd the program holds at once (EMFILE where
+ * libevent would not fail; and each doubling of a threaded process's fd
+ * table waits for an RCU grace period, 10 ms here: seven doublings for 2048
+ * stalled the first storm for 70 ms and overflowed a 4096 backlog). */
+#define EVU_CQ_ENTRIES 64
 #define EVU_REAP_BATCH 64
 #define EVU_REAP_ROUNDS 16 /* then yield to other events for a loop iteration */
-#define EVU_UNDELIVERED_MAX 512
 
 static pthread_mutex_t evu_rings_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t evu_pid_once = PTHREAD_ONCE_INIT;
@@ -88,7 +92,6 @@ static const struct {
 
 static int evu_ring_init_uring(struct evu_ring *r)
 {
-	static const unsigned cq_sizes[] = { EVU_CQ_ENTRIES, 512, 128 };
 	enum evu_ring_mode wanted = evu_ring_mode_wanted();
 	int ret = -EINVAL;
 
@@ -99,17 +102,12 @@ static int evu_ring_init_uring(struct evu_ring *r)
 	for (size_t m = 0; m < sizeof(evu_ring_ladder) / sizeof(evu_ring_ladder[0]); m++) {
 		if (evu_ring_ladder[m].mode < wanted)
 			continue;
-		for (size_t i = 0; i < sizeof(cq_sizes) / sizeof(cq_sizes[0]); i++) {
-			struct io_uring_params p;
+		struct io_uring_params p;
 
-			memset(&p, 0, sizeof(p));
-			p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
-				  evu_ring_ladder[m].flags;
-			p.cq_entries = cq_sizes[i];
-			ret = io_uring_queue_init_params(EVU_SQ_ENTRIES, &r->uring, &p);
-			if (ret != -ENOMEM)
-				break;
-		}
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE | evu_ring_ladder[m].flags;
+		p.cq_entries = EVU_CQ_ENTRIES;
+		ret = io_uring_queue_init_params(EVU_SQ_ENTRIES, &r->uring, &p);
 		if (ret != -EINVAL)
 			break;
 	}
@@ -594,9 +592,8 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 		unsigned n;
 
 		/* Keep the kernel's accept queue drained while callbacks run
-		 * (a full queue drops SYNs: 1 s client stalls), but hold at
-		 * most EVU_UNDELIVERED_MAX accepted-but-undelivered fds. */
-		if (r->defer && io_uring_cq_ready(&r->uring) < EVU_UNDELIVERED_MAX) {
+		 * (a full queue drops SYNs: 1 s client stalls). */
+		if (r->defer) {
 			if (!evu_ring_can_submit(r))
 				break; /* only the submitter may run its work */
 			evu_ring_run_work(r);

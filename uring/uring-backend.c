@@ -126,6 +126,7 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 	}
 	io_uring_sqe_set_data(sqe, ul);
 	ul->inflight = true;
+	ul->accepted_in_arm = 0;
 	ul->cancelled = false;
 	ul->cancel_delegated = false;
 	evu_ulev_update_door(ul);
@@ -287,6 +288,12 @@ static void evu_ulev_on_error(struct evu_ulev *ul, int err, bool final)
 	}
 	if (evu_accept_err_retriable(err))
 		return;
+	/* A multishot accept takes the whole queue in one go, so it runs out
+	 * of fds where libevent's loop, which hands each fd to the user before
+	 * the next accept, would not. If this request handed out fds, the user
+	 * has had them by now: re-arm, and report only an arm that gets none. */
+	if (final && ul->accepted_in_arm && evu_accept_err_resource(err))
+		return;
 	evu_report_error(lev, err);
 	if (final && err != EBADF && err != ENOTSOCK && evu_wants_accept(lev))
 		evu_ulev_backoff(ul);
@@ -380,6 +387,7 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 	lev->refcnt++; /* callbacks may free the listener */
 	if (res >= 0) {
 		ul->proven = true;
+		ul->accepted_in_arm++;
 		evu_ulev_take_fd(ul, res, deliver);
 	} else {
 		evu_ulev_on_error(ul, -res, final);

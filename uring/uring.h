@@ -35,6 +35,7 @@ struct evu_ulev {
 	unsigned nstash, capstash;
 	uint64_t last_batch;      /* for stats.batches */
 	bool inflight;            /* a multishot accept is submitted, final CQE not seen */
+	unsigned accepted_in_arm; /* fds the current request has handed out */
 	bool cancelled;           /* cancel issued for the inflight request */
 	bool proven;              /* multishot accept has worked on this socket */
 	bool backing_off;

@@ -186,6 +186,28 @@ static inline int rel_connect_start(const struct sockaddr *sa, socklen_t len)
 	return -1;
 }
 
+/* Read exactly @p len bytes from @p fd (a pipe from a helper process) within
+ * @p ms, or fail the test. */
+static inline void rel_read_full(int fd, void *buf, size_t len, int ms)
+{
+	char *p = buf;
+	long long end = harness_now_ms() + ms;
+	while (len) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t n;
+		long long left = end - harness_now_ms();
+		CHECKF(left > 0 && poll(&pfd, 1, (int)left) > 0,
+		       "no data from the client process within %d ms", ms);
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		CHECKF(n > 0, "client process pipe: %s",
+		       n == 0 ? "EOF" : strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
 /* Local port of a socket (0 on failure). */
 static inline uint16_t rel_local_port(int fd)
 {

@@ -84,26 +84,6 @@ struct client_report {
 	uint16_t ports[STORM];
 };
 
-static void read_full(int fd, void *buf, size_t len, int ms)
-{
-	char *p = buf;
-	long long end = harness_now_ms() + ms;
-	while (len) {
-		struct pollfd pfd = {fd, POLLIN, 0};
-		ssize_t n;
-		long long left = end - harness_now_ms();
-		CHECKF(left > 0 && poll(&pfd, 1, (int)left) > 0,
-		       "no data from the client process within %d ms", ms);
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		CHECKF(n > 0, "client process pipe: %s",
-		       n == 0 ? "EOF" : strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 static void client_main(int go_fd, int res_fd, struct sockaddr_in sin)
 {
 	static struct client_report rep;
@@ -333,7 +313,7 @@ int main(void)
 	cpu1 = rel_cpu_us();
 	t1 = harness_now_ms();
 	pct = 100.0 * (double)(cpu1 - cpu0) / (double)((t1 - t0) * 1000);
-	read_full(res[0], &rep, sizeof rep, 10000);
+	rel_read_full(res[0], &rep, sizeof rep, 10000);
 	printf("storm: %d connects completed, %d failed (first errno %d); "
 	       "limit %d, %d dup()s; %d error callbacks (first errno %d: %s), "
 	       "%d accepted; CPU %.2f%% of a core over %lld ms (idle before: %.2f%%)\n",
