@@ -48,9 +48,11 @@ import time
 
 ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
-# Measured on request only (--variants): the floor loop woken through a
-# registered eventfd, evuring's wakeup before 2026-12 (see docs/design.md).
-EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger"]
+# Measured on request only (--variants), experiments on the wakeup path
+# (docs/design.md): the floor loop woken through a registered eventfd
+# (evuring's wakeup before 2026-12), through a COOP_TASKRUN ring, lingering in
+# io_uring's wait; the raw loop also harvesting an epoll set.
+EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "raw-uring-epoll"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
@@ -61,7 +63,7 @@ NO_LATENCY = {"raw-uring"}
 EXPECTED_BACKEND = {
     "libevent": "libevent", "evuring": "uring", "preload": "uring",
     "fallback": "event", "raw-uring": "raw-uring",
-    "raw-uring-gpn": "raw-uring-gpn", "floor": "floor", "floor-defer": "floor",
+    "raw-uring-gpn": "raw-uring-gpn", "raw-uring-epoll": "raw-uring-epoll", "floor": "floor", "floor-defer": "floor",
     "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
     "accept4": "accept4",
 }
@@ -299,6 +301,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "raw-uring-gpn":
         binary = paths["server_raw_uring"]
         opt = "gpn"
+    elif variant == "raw-uring-epoll":
+        binary = paths["server_raw_uring"]
+        opt = "gpn,epoll"
     elif variant == "floor":
         binary = paths["server_floor"]
         opt = cfg.floor_opt
