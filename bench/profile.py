@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where the accept storm's server CPU goes, per variant (kernel and user).
 
-Runs bench/storm.py's accept-close mode for one variant at a time under
+Runs bench/storm.py's accept-close mode (at one client rate, calibrated
+once first) for one variant at a time under
 `perf record -e cpu-clock -a -g` (a software clock: works in VMs without
 hardware counters), in interleaved rounds, then sorts every sample of the
 server process by what it was doing:
@@ -171,7 +172,7 @@ def run_round(args, variant, rnd, outdir, race):
            sys.executable, os.path.join(HERE, "storm.py"), "--build", args.build,
            "--out", sdir, "--modes", "accept-close", "--variants", variant,
            "--target-rounds", "1", "--connections", str(args.connections),
-           "--no-plot", "--no-progress"]
+           "--storm-pace", args.storm_pace, "--no-plot", "--no-progress"]
     race.start()
     res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True)
@@ -197,6 +198,26 @@ def run_round(args, variant, rnd, outdir, race):
     return accepted, counts
 
 
+def calibrate_pace(args):
+    """storm.py's calibration, run once outside perf, so that every profiled
+    run gets the same client rate and perf sees no calibration runs."""
+    sdir = os.path.join(args.out, "calibration")
+    res = subprocess.run([sys.executable, os.path.join(HERE, "storm.py"), "--build", args.build,
+                          "--out", sdir, "--modes", "accept-close", "--variants", "libevent",
+                          "--target-rounds", "1", "--connections", str(args.connections),
+                          "--no-plot", "--no-progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    pace = None
+    if res.returncode == 0:
+        with open(os.path.join(sdir, "storm.json")) as f:
+            pace = (json.load(f).get("storm_pace") or {}).get("pace_us")
+    if not pace:
+        sys.stderr.write(res.stdout[-2000:] + res.stderr[-2000:])
+        raise SystemExit("profile: calibrating the storm rate failed")
+    sys.stderr.write("profile: storm rate: one connection every %g us\n" % pace)
+    return "%g" % pace
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
@@ -206,6 +227,10 @@ def main():
                     help="interleaved rounds, one storm run per variant each (default 5)")
     ap.add_argument("--connections", type=int, default=20000)
     ap.add_argument("--freq", type=int, default=1999, help="samples per second per CPU")
+    ap.add_argument("--storm-pace", default="auto",
+                    help="storm.py's --storm-pace for every run: auto (default: calibrated "
+                         "once, before the profiled runs, not under perf), closed, or a gap "
+                         "in us")
     ap.add_argument("--keep", action="store_true", help="keep the perf.data files")
     args = ap.parse_args()
 
@@ -224,6 +249,8 @@ def main():
         sys.stderr.write("profile: sampling at %d Hz, kernel.perf_event_max_sample_rate\n" % max_rate)
         args.freq = max_rate
     period_us = 1e6 / args.freq
+    if args.storm_pace == "auto":
+        args.storm_pace = calibrate_pace(args)
     totals = {v: collections.Counter() for v in variants}
     accepted = collections.Counter()
     per_round = {v: [] for v in variants}  # (accepted, counts) per round

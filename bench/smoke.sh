@@ -2,8 +2,9 @@
 # ctest bench.storm.smoke: the README's main job still runs end to end. A
 # tiny accept storm (one round, a few hundred connections, accept-close and
 # overload, paced) through the real runner, then checks of what it wrote: every
-# variant it did not skip ran in every mode and measured something, the JSON
-# holds the targets verdict, and the plot exists. No speed is judged here:
+# variant it did not skip ran in every mode and measured something, the storm
+# rate was calibrated and used, the JSON holds the targets verdict, and the
+# plot exists. No speed is judged here:
 # the figures of so short a run on a busy machine mean nothing.
 #
 # Usage: smoke.sh PYTHON3 BUILD_DIR
@@ -46,6 +47,12 @@ for t in d.get("targets") or []:
         bad.append("target %s: verdict disagrees with its figures" % t["name"])
 if "evuring" in d["variants"] and not any(t.get("regime") for t in d.get("targets") or []):
     bad.append("no server-wakeups check among the targets")
+# The judged storm is open-loop at the calibrated rate (--storm-pace auto).
+sp = d.get("storm_pace") or {}
+if len(sp.get("calibration_cpu_us_per_conn") or []) == 0 or not (sp.get("pace_us") or 0) > 0:
+    bad.append("no storm rate calibrated: %r" % sp)
+elif any(r["pace_us"] != sp["pace_us"] for r in d["runs"] if r["mode"] == "accept-close"):
+    bad.append("accept-close runs not at the calibrated rate %r" % sp.get("pace_us"))
 if "libevent" not in d["variants"]:
     bad.append("libevent's listener did not run")
 for b in bad:
