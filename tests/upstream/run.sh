@@ -126,10 +126,8 @@ only_timing_failed() {
 	checks=$(grep -E '^ *FAIL .*: assert\(' "$1") || return 1
 	! grep -qv 'timeval_msec_diff' <<<"$checks" && ! reports "$1" >/dev/null
 }
-timing_attempt=0
-while [ $rc -eq 1 ] && [ "$timing_attempt" -lt "$timing_retries" ] &&
-	only_timing_failed "$([ "$timing_attempt" -eq 0 ] && echo "$out" || echo "$rerun_out")"; do
-	src=$([ "$timing_attempt" -eq 0 ] && echo "$out" || echo "$rerun_out")
+timing_attempt=0 src=$out # src: the output of the last run, full or rerun
+while [ $rc -eq 1 ] && [ "$timing_attempt" -lt "$timing_retries" ] && only_timing_failed "$src"; do
 	mapfile -t again < <(failed_tests "$src")
 	[ ${#again[@]} -gt 0 ] || break
 	echo "only libevent's timing tolerances failed; running ${again[*]} again:"
@@ -138,7 +136,7 @@ while [ $rc -eq 1 ] && [ "$timing_attempt" -lt "$timing_retries" ] &&
 	dest=$rerun_out
 	run_prog "${again[@]}"
 	rerun_rc=$?
-	dest=$out
+	dest=$out src=$rerun_out
 	echo "$prog ${again[*]} exited with status $rerun_rc (timing retry $timing_attempt)"
 	if reports "$rerun_out"; then
 		cat "$rerun_out" >>"$out"
