@@ -57,7 +57,7 @@ ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
 # (docs/design.md): the floor loop woken through a registered eventfd
 # (evuring's wakeup before 2026-12), through a COOP_TASKRUN ring, lingering in
 # io_uring's wait; the raw loop also harvesting an epoll set.
-EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "raw-uring-epoll"]
+EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
@@ -70,7 +70,7 @@ EXPECTED_BACKEND = {
     "fallback": "event", "raw-uring": "raw-uring",
     "raw-uring-gpn": "raw-uring-gpn", "raw-uring-epoll": "raw-uring-epoll", "floor": "floor", "floor-defer": "floor",
     "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
-    "accept4": "accept4",
+    "floor-uwait": "floor", "accept4": "accept4",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
@@ -324,6 +324,9 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "floor-coopdoor":
         binary = paths["server_floor"]
         opt = "coopdoor"
+    elif variant == "floor-uwait":
+        binary = paths["server_floor"]
+        opt = "uwait"
     elif variant == "accept4":
         binary = paths["server_accept4"]
     else:

@@ -21,6 +21,16 @@
  *     listening socket as the event; the socket's epoll wakeup also returns
  *     the loop to user space, which runs the queued accept work on the way
  *     out, so the CQEs are usually there without an io_uring_enter.
+ * uwait (variant "floor-uwait", an experiment): the DEFER_TASKRUN ring of
+ *     door, but the loop sleeps in io_uring_enter instead of epoll_wait. This
+ *     binary defines epoll_wait, which libevent's epoll backend then calls:
+ *     it waits in io_uring_enter for a CQE (the accept's, or a multishot
+ *     poll's on libevent's epoll fd, which fires when anything else in the
+ *     base is ready); accept CQEs are returned to libevent as a read event on
+ *     an eventfd that is never written (the ring fd itself, in epoll, would
+ *     wake epoll's poll at every CQE and so the ring again), and epoll is
+ *     harvested with epoll_wait(0) only when its poll fired. What a listener
+ *     that owned the loop's sleep would cost.
  * linger=US (with door; variant "floor-linger", an experiment): after each
  *     batch, wait up to US microseconds in io_uring_enter for the next
  *     completion (at most 64 times) before returning to the event loop, so
@@ -32,10 +42,13 @@
 #include "storm.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -53,11 +66,18 @@ static unsigned long arms, wakeups, cqes, errors, flushes;
 static long linger_us; /* experiment: wait this long in io_uring_enter for more */
 static unsigned long linger_hits, linger_misses;
 
+#define UD_ACCEPT 1
+#define UD_EPFD 2
+static int uwait_mode;
+static int uwait_fd = -1; /* the event libevent dispatches for accept CQEs */
+static int epfd_poll_armed;
+static unsigned long uwait_waits, uwait_harvests;
+
 static void arm(void)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, 1);
+	io_uring_sqe_set_data64(sqe, UD_ACCEPT);
 	io_uring_submit(&ring);
 	armed = 1;
 	arms++;
@@ -80,6 +100,11 @@ again:
 	seen = 0;
 	io_uring_for_each_cqe(&ring, head, cqe) {
 		seen++;
+		if (cqe->user_data == UD_EPFD) {
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				epfd_poll_armed = 0;
+			continue;
+		}
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			armed = 0;
 		if (cqe->res < 0) {
@@ -125,6 +150,67 @@ again:
 	}
 }
 
+static int real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
+}
+
+/* uwait: libevent's epoll backend calls this instead of libc's. */
+int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n_cqes = 0, n_accept = 0, n_epfd = 0;
+	int n = 0, ret;
+
+	if (!uwait_mode || maxevents < 2)
+		return real_epoll_wait(epfd, events, maxevents, timeout);
+	if (!epfd_poll_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		io_uring_prep_poll_multishot(sqe, epfd, POLLIN);
+		io_uring_sqe_set_data64(sqe, UD_EPFD);
+		epfd_poll_armed = 1;
+	}
+	if (timeout == 0) {
+		io_uring_submit(&ring);
+		if (IO_URING_READ_ONCE(*ring.sq.kflags) & IORING_SQ_TASKRUN)
+			io_uring_get_events(&ring);
+		ret = 0;
+	} else {
+		struct __kernel_timespec ts = {timeout / 1000, (long long)(timeout % 1000) * 1000000};
+		uwait_waits++;
+		ret = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, timeout < 0 ? NULL : &ts, NULL);
+		if (ret == -EINTR) {
+			errno = EINTR;
+			return -1;
+		}
+	}
+	io_uring_for_each_cqe(&ring, head, cqe) {
+		n_cqes++;
+		if (cqe->user_data == UD_EPFD)
+			n_epfd++;
+		else
+			n_accept++;
+	}
+	if (n_accept) {
+		events[n].events = EPOLLIN;
+		events[n].data.u64 = 0;
+		events[n].data.fd = uwait_fd;
+		n++;
+	} else if (n_cqes) { /* only epoll's poll: consume it here */
+		io_uring_for_each_cqe(&ring, head, cqe)
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				epfd_poll_armed = 0;
+		io_uring_cq_advance(&ring, n_cqes);
+	}
+	if (n_epfd || timeout == 0) {
+		uwait_harvests++;
+		ret = real_epoll_wait(epfd, events + n, maxevents - n, 0);
+		if (ret > 0)
+			n += ret;
+	}
+	return n;
+}
+
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what; (void)arg;
@@ -147,10 +233,10 @@ int main(int argc, char **argv)
 		flags_name = "none";
 	} else if (strstr(S.opt, "coopdoor")) {
 		flags_name = "coopdoor";
-	} else if (strstr(S.opt, "defer") || strstr(S.opt, "door")) {
+	} else if (strstr(S.opt, "defer") || strstr(S.opt, "door") || strstr(S.opt, "uwait")) {
 		flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 			IORING_SETUP_TASKRUN_FLAG;
-		flags_name = strstr(S.opt, "door") ? "door" : "defer";
+		flags_name = strstr(S.opt, "door") ? "door" : strstr(S.opt, "uwait") ? "uwait" : "defer";
 	}
 	int ret;
 	for (;;) {
@@ -173,7 +259,11 @@ int main(int argc, char **argv)
 	const char *linger_opt = strstr(S.opt, "linger=");
 	if (linger_opt)
 		linger_us = atol(linger_opt + 7);
-	if (door_mode) {
+	uwait_mode = strstr(S.opt, "uwait") != NULL;
+	if (uwait_mode) {
+		uwait_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		ring_ev = event_new(base, uwait_fd, EV_READ | EV_PERSIST, on_ring, NULL);
+	} else if (door_mode) {
 		ring_ev = event_new(base, lfd, EV_READ | EV_PERSIST, on_ring, NULL);
 	} else if (defer_mode) {
 		evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -202,11 +292,14 @@ int main(int argc, char **argv)
 	if (!S.done)
 		storm_stop(&S, 0);
 
-	char extra[384];
+	char extra[448];
+	uwait_mode = 0;
 	snprintf(extra, sizeof(extra),
 		 "\"ring_flags\":\"%s\",\"arms\":%lu,\"wakeups\":%lu,\"cqes\":%lu,"
-		 "\"flushes\":%lu,\"accept_errors\":%lu,\"linger_hits\":%lu,\"linger_misses\":%lu",
-		 flags_name, arms, wakeups, cqes, flushes, errors, linger_hits, linger_misses);
+		 "\"flushes\":%lu,\"accept_errors\":%lu,\"linger_hits\":%lu,\"linger_misses\":%lu,"
+		 "\"uwait_waits\":%lu,\"uwait_harvests\":%lu",
+		 flags_name, arms, wakeups, cqes, flushes, errors, linger_hits, linger_misses,
+		 uwait_waits, uwait_harvests);
 	storm_report(&S, "floor", extra);
 
 	event_free(ring_ev);
@@ -216,6 +309,8 @@ int main(int argc, char **argv)
 	io_uring_queue_exit(&ring);
 	if (evfd >= 0)
 		close(evfd);
+	if (uwait_fd >= 0)
+		close(uwait_fd);
 	close(lfd);
 	event_base_free(base);
 	return 0;
