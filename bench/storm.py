@@ -57,12 +57,13 @@ ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
 # (docs/design.md): the floor loop woken through a registered eventfd
 # (evuring's wakeup before 2026-12), through a COOP_TASKRUN ring, lingering in
 # io_uring's wait; the raw loop also harvesting an epoll set.
-EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll"]
+EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll",
+                  "evuring-ringwait"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
 SCALE_RATIOS = [("evuring", "libevent"), ("preload", "libevent"), ("fallback", "libevent")]
-NEEDS_EVURING = {"evuring", "preload", "fallback"}
+NEEDS_EVURING = {"evuring", "preload", "fallback", "evuring-ringwait"}
 # Variants whose callback cannot know the peer port (no latency join).
 NO_LATENCY = {"raw-uring"}
 EXPECTED_BACKEND = {
@@ -70,7 +71,7 @@ EXPECTED_BACKEND = {
     "fallback": "event", "raw-uring": "raw-uring",
     "raw-uring-gpn": "raw-uring-gpn", "raw-uring-epoll": "raw-uring-epoll", "floor": "floor", "floor-defer": "floor",
     "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
-    "floor-uwait": "floor", "accept4": "accept4",
+    "floor-uwait": "floor", "accept4": "accept4", "evuring-ringwait": "uring",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent")]
@@ -278,6 +279,7 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("EVURING_BACKEND", None)
+    env.pop("EVURING_WAIT", None)
     opt = ""
     scale = mode == "scale"
     if scale:
@@ -294,6 +296,10 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "evuring":
         binary = paths["server_evuring"]
         env["EVURING_BACKEND"] = "uring"
+    elif variant == "evuring-ringwait":
+        binary = paths["server_evuring"]
+        env["EVURING_BACKEND"] = "uring"
+        env["EVURING_WAIT"] = "ring"
     elif variant == "preload":
         binary = paths["server_libevent"]
         env["LD_PRELOAD"] = paths["libevuring"]

@@ -106,6 +106,18 @@ EVURING_API int evuring_set_backend(int backend);
  */
 EVURING_API int evuring_uring_available(const char **why);
 
+/**
+ * Whether a base's loop sleeps in evuring's io_uring instead of epoll_wait.
+ * Only with EVURING_WAIT=ring in the environment, on the io_uring backend
+ * with DEFER_TASKRUN (Linux 6.1+), for a base on libevent's epoll method with
+ * an accepting listener and no LEV_OPT_THREADSAFE one on its ring. The
+ * switch happens in the base's loop, in the first iteration that sleeps
+ * after a listener is armed.
+ * @param base an event_base
+ * @return 1 if it does, 0 if not, -1 with errno EINVAL if @p base is NULL.
+ */
+EVURING_API int evuring_base_sleeps_in_ring(struct event_base *base);
+
 /** The library version as "MAJOR.MINOR.PATCH". */
 EVURING_API const char *evuring_version(void);
 

@@ -45,7 +45,7 @@ static void evu_pid_init(void)
 	pthread_atfork(NULL, NULL, evu_pid_refresh);
 }
 
-static pid_t evu_getpid(void)
+pid_t evu_getpid(void)
 {
 	pthread_once(&evu_pid_once, evu_pid_init);
 	return __atomic_load_n(&evu_pid, __ATOMIC_RELAXED);
@@ -133,7 +133,7 @@ fail:
 	return ret;
 }
 
-static int evu_ring_create(struct event_base *base, struct evu_ring **out)
+static int evu_ring_create(struct event_base *base, bool may_wait, struct evu_ring **out)
 {
 	struct evu_ring *r;
 	int ret;
@@ -167,6 +167,13 @@ static int evu_ring_create(struct event_base *base, struct evu_ring **out)
 #ifdef EVU_HAVE_SYNC_CANCEL
 	r->has_sync_cancel = true; /* cleared on first EINVAL (kernel < 6.0) */
 #endif
+	r->wait_fd = -1;
+	if (may_wait) {
+		ret = evu_wait_ring_init(r);
+		if (ret < 0)
+			evu_debug("ring fd %d: the loop keeps sleeping in epoll (%s)",
+				  r->uring.ring_fd, strerror(-ret));
+	}
 	evu_debug("ring fd %d created for base %p (%s, setup flags 0x%x, cq %u)",
 		  r->uring.ring_fd, (void *)base,
 		  r->defer ? "DEFER_TASKRUN, listening sockets polled" : "ring fd polled",
@@ -185,12 +192,13 @@ static void evu_ring_destroy(struct evu_ring *r)
 {
 	struct io_uring_cqe *cqe;
 
+	evu_wait_ring_fini(r);
 	event_free(r->ring_ev);
 	/* No request is in flight (every listener state is gone), but be
 	 * strict: an fd in an unreaped completion is ours to close (not in a
 	 * forked child: that CQ is the parent's). */
 	while (r->pid == evu_getpid() && io_uring_peek_cqe(&r->uring, &cqe) == 0) {
-		if (cqe->user_data && cqe->res >= 0)
+		if (evu_ud_is_ulev(io_uring_cqe_get_data(cqe)) && cqe->res >= 0)
 			close(cqe->res);
 		io_uring_cqe_seen(&r->uring, cqe);
 	}
@@ -208,11 +216,15 @@ int evu_ring_acquire(struct event_base *base, struct evu_ulev *ul)
 	int ret = 0;
 
 	pthread_mutex_lock(&evu_rings_mu);
+	/* A ring whose loop sleeps in it serves no THREADSAFE listener (its
+	 * waits and reaps are the loop thread's alone): such a listener gets
+	 * a ring of its own on the same base. */
 	for (r = evu_rings; r; r = r->next)
-		if (r->base == base && r->pid == pid)
+		if (r->base == base && r->pid == pid &&
+		    !(ul->lev->lock && r->wait_ev))
 			break;
 	if (!r) {
-		ret = evu_ring_create(base, &r);
+		ret = evu_ring_create(base, !ul->lev->lock, &r);
 		if (ret == 0) {
 			r->next = evu_rings;
 			evu_rings = r;
@@ -250,6 +262,10 @@ bool evu_ring_detach(struct evu_ulev *ul)
 	if (!r)
 		return false;
 	evu_ring_set_interest(r, ul, false);
+	if (ul->door_wanted) {
+		ul->door_wanted = false;
+		evu_wait_door_wanted(r, false);
+	}
 	pthread_mutex_lock(&evu_rings_mu);
 	pthread_mutex_lock(&r->mu);
 	for (struct evu_ulev **pp = &r->ulevs; *pp; pp = &(*pp)->ring_next) {
@@ -572,9 +588,15 @@ void evu_ring_run_pending(struct evu_ring *r)
 
 static bool evu_ring_work_left(struct evu_ring *r)
 {
+	unsigned left = IORING_SQ_CQ_OVERFLOW;
+
+	/* A loop asleep in the ring runs queued work itself before it waits;
+	 * coming back in this loop iteration for work that posts nothing
+	 * would keep libevent from ever returning to epoll_wait. */
+	if (!evu_ring_sleeps_in_ring(r))
+		left |= IORING_SQ_TASKRUN;
 	return io_uring_cq_ready(&r->uring) > 0 ||
-	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) &
-		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW));
+	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & left);
 }
 
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
@@ -608,6 +630,10 @@ static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 			batch[i].ud = io_uring_cqe_get_data(cqes[i]);
 			batch[i].res = cqes[i]->res;
 			batch[i].flags = cqes[i]->flags;
+			if (batch[i].ud == EVU_UD_EPOLL) {
+				evu_wait_note_epoll_cqe(r, batch[i].flags);
+				batch[i].ud = NULL;
+			}
 		}
 		io_uring_cq_advance(&r->uring, n);
 		r->batch_seq++;
@@ -644,4 +670,21 @@ void evu_ring_reap(struct evu_ring *r, bool deliver)
 	evu_ring_reap_locked(r, deliver);
 	if (threaded)
 		pthread_mutex_unlock(&r->reap_mu);
+}
+
+EVURING_API int evuring_base_sleeps_in_ring(struct event_base *base)
+{
+	pid_t pid = evu_getpid();
+	int on = 0;
+
+	if (!base) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&evu_rings_mu);
+	for (struct evu_ring *r = evu_rings; r; r = r->next)
+		if (r->base == base && r->pid == pid && evu_ring_sleeps_in_ring(r))
+			on = 1;
+	pthread_mutex_unlock(&evu_rings_mu);
+	return on;
 }

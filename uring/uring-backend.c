@@ -77,9 +77,14 @@ static int evu_peer_address(int fd, int family, struct sockaddr_storage *ss,
  * (armed, not cancelled). Lock held. */
 static void evu_ulev_update_door(struct evu_ulev *ul)
 {
-	bool want = ul->ring && ul->ring->defer && ul->inflight && !ul->cancelled &&
-		    !ul->cancel_delegated && !ul->lev->freed;
+	bool wanted = ul->ring && ul->ring->defer && ul->inflight && !ul->cancelled &&
+		      !ul->cancel_delegated && !ul->lev->freed;
+	bool want = wanted && !evu_ring_sleeps_in_ring(ul->ring);
 
+	if (wanted != ul->door_wanted) {
+		ul->door_wanted = wanted;
+		evu_wait_door_wanted(ul->ring, wanted);
+	}
 	if (want == ul->door_on)
 		return;
 	ul->door_on = want;
@@ -87,6 +92,17 @@ static void evu_ulev_update_door(struct evu_ulev *ul)
 		event_add(ul->door_ev, NULL);
 	else
 		event_del_noblock(ul->door_ev);
+}
+
+void evu_ring_update_doors(struct evu_ring *r)
+{
+	pthread_mutex_lock(&r->mu);
+	for (struct evu_ulev *ul = r->ulevs; ul; ul = ul->ring_next) {
+		evu_lock(ul->lev);
+		evu_ulev_update_door(ul);
+		evu_unlock(ul->lev);
+	}
+	pthread_mutex_unlock(&r->mu);
 }
 
 /* Rings without DEFER_TASKRUN: the ring event stays pending while some

@@ -30,6 +30,7 @@ struct evu_ulev {
 	 * socket's wakeup that queues the accept work also wakes the loop. */
 	struct event *door_ev;
 	bool door_on;
+	bool door_wanted;         /* door_on, were the loop not asleep in the ring */
 	struct event *backoff_ev; /* re-arm after a non-retriable error */
 	int *stash;               /* accepted while disabled: delivered on enable */
 	unsigned nstash, capstash;
@@ -87,7 +88,32 @@ struct evu_ring {
 	pid_t pid;
 	struct evu_ulev *ulevs;   /* attached listener states (under mu) */
 	struct evu_ring *next;
+	/* EVURING_WAIT=ring (wait.c): the loop sleeps in this ring. */
+	int wait_fd;              /* eventfd in the base, never written but to wake */
+	struct event *wait_ev;    /* its read event: reaps; NULL if not this mode */
+	int wait_state;           /* wait.c's EVU_WAIT_* (atomic) */
+	int epfd;                 /* the base's epoll set, once learned */
+#define EVU_EPFD_NOT_MAX 4
+	int epfd_not[EVU_EPFD_NOT_MAX]; /* epoll sets of this thread that are not */
+	unsigned n_epfd_not;
+	bool epoll_poll_armed;    /* multishot poll on epfd */
+	bool epoll_harvest;       /* that poll fired: harvest epfd before sleeping */
+	bool harvest_again;       /* the last harvest returned events */
+	bool wait_dead;           /* atomic: being destroyed */
+	bool wait_ev_added;       /* atomic: some listener wants its door */
+	int n_doors_wanted;       /* under mu */
+	int wait_users;           /* atomic: epoll_wait calls using the ring now */
+	struct evu_ring *wait_next; /* wait.c's list, under its lock */
 };
+
+/* CQE user_data of the ring's poll on the base's epoll set; listener
+ * requests carry their evu_ulev, cancellations NULL. */
+#define EVU_UD_EPOLL ((void *)(uintptr_t)1)
+
+static inline bool evu_ud_is_ulev(void *ud)
+{
+	return (uintptr_t)ud > 1;
+}
 
 /* uring-backend.c: called by the reaper, newest first, for the successful
  * CQEs of a batch that holds every completion posted so far. */
@@ -138,6 +164,25 @@ EVU_HIDDEN void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags,
 /* uring-backend.c: move a listener state to a new ring of its base (its
  * request on the old ring is abandoned). Loop thread only. */
 EVU_HIDDEN void evu_ulev_migrate(struct evu_ulev *ul);
+
+/* wait.c: EVURING_WAIT=ring. */
+EVU_HIDDEN bool evu_wait_wanted(void);
+/* Set the ring up to have its loop sleep in it (defer rings, if wanted);
+ * -errno if it cannot, and the loop keeps sleeping in epoll. */
+EVU_HIDDEN int evu_wait_ring_init(struct evu_ring *r);
+/* First thing when a ring is destroyed: waits for a loop asleep in it. */
+EVU_HIDDEN void evu_wait_ring_fini(struct evu_ring *r);
+/* A listener's door is wanted, or no longer (wait_ev is pending while
+ * any is, as libevent's listener keeps one event per accepting listener). */
+EVU_HIDDEN void evu_wait_door_wanted(struct evu_ring *r, bool wanted);
+/* The reaper saw a CQE of the ring's poll on the epoll set. */
+EVU_HIDDEN void evu_wait_note_epoll_cqe(struct evu_ring *r, unsigned flags);
+/* The loop sleeps in this ring: its listening sockets are out of epoll. */
+EVU_HIDDEN bool evu_ring_sleeps_in_ring(struct evu_ring *r);
+/* uring-backend.c: add or remove every listener's door as the mode says. */
+EVU_HIDDEN void evu_ring_update_doors(struct evu_ring *r);
+/* ring.c: getpid() without a syscall (refreshed after fork). */
+EVU_HIDDEN pid_t evu_getpid(void);
 
 /* Ring setup mode from EVURING_RING_FLAGS (probe.c): see ring.c. */
 enum evu_ring_mode { EVU_RING_DEFER, EVU_RING_COOP, EVU_RING_PLAIN };

@@ -1,0 +1,463 @@
+/*
+ * EVURING_WAIT=ring: the loop sleeps in the ring instead of in epoll_wait.
+ *
+ * In the accept storm every wakeup through epoll costs two kernel crossings
+ * (epoll_wait, then io_uring_enter to run the queued accepts); sleeping in
+ * io_uring_enter costs one, since the same call waits and runs the accept.
+ * libevent's epoll backend calls epoll_wait, so libevuring exports it. A call
+ * is served from a ring only from the thread that owns it, on the epoll set
+ * of the ring's base; every other call goes to libc's, after one atomic load
+ * when no ring sleeps anywhere.
+ *
+ * While a ring is in this mode its listening sockets are out of epoll (their
+ * readiness would wake epoll, and we would have to harvest it: two crossings
+ * again); the ring wakes for them instead. A multishot poll on the epoll fd
+ * wakes the ring for everything else in the base, and only then is epoll
+ * harvested (epoll_wait with a zero timeout). Accept completions go back to
+ * libevent as a read event on the ring's wait_fd, an eventfd no one writes
+ * (except a cross-thread destroy, to wake the sleeper), whose callback reaps.
+ *
+ * The base's epoll fd is not public: it is learned as the one set where an
+ * EPOLL_CTL_ADD of wait_fd fails with EEXIST (libevent put it there).
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+enum { EVU_WAIT_NONE, EVU_WAIT_LEARN, EVU_WAIT_LEARNED, EVU_WAIT_ON };
+
+typedef int (*evu_epoll_wait_fn)(int, struct epoll_event *, int, int);
+
+static pthread_mutex_t evu_wait_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t evu_wait_cv = PTHREAD_COND_INITIALIZER;
+static struct evu_ring *evu_wait_rings; /* under evu_wait_mu */
+static int evu_wait_nrings;             /* atomic: the fast path's test */
+static evu_epoll_wait_fn evu_real_epoll_wait_fn;
+static pthread_once_t evu_wait_once = PTHREAD_ONCE_INIT;
+static bool evu_wait_on_env;
+
+/* A child must not wait on a lock or on users of its parent's threads. */
+static void evu_wait_atfork_child(void)
+{
+	pthread_mutex_init(&evu_wait_mu, NULL);
+	pthread_cond_init(&evu_wait_cv, NULL);
+	for (struct evu_ring *r = evu_wait_rings; r; r = r->wait_next) {
+		__atomic_store_n(&r->wait_users, 0, __ATOMIC_RELAXED);
+		r->n_epfd_not = 0;
+	}
+}
+
+static void evu_wait_init(void)
+{
+	const char *v = getenv("EVURING_WAIT");
+
+	evu_real_epoll_wait_fn = (evu_epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
+	if (v && !strcmp(v, "ring"))
+		evu_wait_on_env = true;
+	else if (v && *v && strcmp(v, "epoll"))
+		evu_warn("EVURING_WAIT=%s is not one of epoll, ring; using epoll", v);
+	pthread_atfork(NULL, NULL, evu_wait_atfork_child);
+}
+
+static int evu_real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	pthread_once(&evu_wait_once, evu_wait_init);
+	if (!evu_real_epoll_wait_fn) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return evu_real_epoll_wait_fn(epfd, ev, max, timeout);
+}
+
+bool evu_wait_wanted(void)
+{
+	pthread_once(&evu_wait_once, evu_wait_init);
+	return evu_wait_on_env && evu_real_epoll_wait_fn;
+}
+
+bool evu_ring_sleeps_in_ring(struct evu_ring *r)
+{
+	return __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON;
+}
+
+static void evu_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evu_ring *r = arg;
+	uint64_t junk;
+
+	(void)what;
+	if (__atomic_load_n(&r->wait_dead, __ATOMIC_ACQUIRE)) {
+		/* written to wake us for a destroy that is waiting for us */
+		if (read(fd, &junk, sizeof(junk)) < 0)
+			(void)0;
+		return;
+	}
+	if (!evu_ring_enter_loop(r))
+		return; /* retired: its listeners moved to a ring of this thread */
+	if (r->wait_state == EVU_WAIT_LEARNED) {
+		/* Outside epoll_wait, in a normal callback: the doors leave
+		 * epoll before the loop next sleeps (libevent applies the
+		 * changes first). */
+		__atomic_store_n(&r->wait_state, EVU_WAIT_ON, __ATOMIC_RELEASE);
+		evu_debug("ring fd %d: the loop now sleeps in the ring (epoll fd %d)",
+			  r->uring.ring_fd, r->epfd);
+		evu_ring_update_doors(r);
+	}
+	evu_ring_reap(r, true);
+	evu_ring_leave_loop(r);
+}
+
+int evu_wait_ring_init(struct evu_ring *r)
+{
+	int ret;
+
+	r->wait_fd = -1;
+	r->epfd = -1;
+	if (!r->defer || !evu_wait_wanted())
+		return 0;
+	r->wait_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wait_fd < 0)
+		return -errno;
+	r->wait_ev = event_new(r->base, r->wait_fd, EV_READ | EV_PERSIST, evu_wait_cb, r);
+	if (!r->wait_ev) {
+		ret = -ENOMEM;
+		goto fail_close;
+	}
+	r->wait_state = EVU_WAIT_LEARN;
+	pthread_mutex_lock(&evu_wait_mu);
+	r->wait_next = evu_wait_rings;
+	evu_wait_rings = r;
+	__atomic_add_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&evu_wait_mu);
+	return 0;
+
+fail_close:
+	close(r->wait_fd);
+	r->wait_fd = -1;
+	return ret;
+}
+
+/*
+ * Before the ring goes: no call may use it any more, and one that does now
+ * (the loop thread asleep in it, while another thread frees the base's last
+ * listener) is woken and waited for. wait_fd is in the epoll set, and the
+ * ring's poll on that set wakes the sleeper.
+ */
+void evu_wait_ring_fini(struct evu_ring *r)
+{
+	if (!r->wait_ev)
+		return;
+	pthread_mutex_lock(&evu_wait_mu);
+	for (struct evu_ring **pp = &evu_wait_rings; *pp; pp = &(*pp)->wait_next) {
+		if (*pp == r) {
+			*pp = r->wait_next;
+			__atomic_sub_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	__atomic_store_n(&r->wait_dead, true, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&r->wait_users, __ATOMIC_SEQ_CST) > 0) {
+		uint64_t one = 1;
+		struct timespec ts;
+
+		if (write(r->wait_fd, &one, sizeof(one)) < 0)
+			(void)0; /* already readable */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&evu_wait_cv, &evu_wait_mu, &ts);
+	}
+	pthread_mutex_unlock(&evu_wait_mu);
+	event_free(r->wait_ev);
+	r->wait_ev = NULL;
+	close(r->wait_fd);
+	r->wait_fd = -1;
+}
+
+void evu_wait_door_wanted(struct evu_ring *r, bool wanted)
+{
+	if (!r || !r->wait_ev)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->n_doors_wanted += wanted ? 1 : -1;
+	if ((r->n_doors_wanted > 0) != __atomic_load_n(&r->wait_ev_added, __ATOMIC_RELAXED)) {
+		if (r->n_doors_wanted > 0) {
+			event_add(r->wait_ev, NULL);
+			__atomic_store_n(&r->wait_ev_added, true, __ATOMIC_RELEASE);
+		} else {
+			/* No sleep in the ring from now: nothing wakes it but
+			 * wait_fd for a cross-thread destroy, which needs it
+			 * in epoll. */
+			__atomic_store_n(&r->wait_ev_added, false, __ATOMIC_RELEASE);
+			event_del_noblock(r->wait_ev);
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+void evu_wait_note_epoll_cqe(struct evu_ring *r, unsigned flags)
+{
+	r->epoll_harvest = true;
+	if (!(flags & IORING_CQE_F_MORE))
+		r->epoll_poll_armed = false;
+}
+
+/*
+ * Look at the posted CQEs: note the epoll poll's, and consume them if they
+ * are all there is. Returns whether anything is left for the reaper.
+ */
+static bool evu_wait_scan_cq(struct evu_ring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0, epoll_cqes = 0;
+
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		seen++;
+		if (io_uring_cqe_get_data(cqe) == EVU_UD_EPOLL) {
+			epoll_cqes++;
+			evu_wait_note_epoll_cqe(r, cqe->flags);
+		}
+	}
+	if (seen && seen == epoll_cqes) {
+		io_uring_cq_advance(&r->uring, seen);
+		seen = 0;
+	}
+	return seen > 0 ||
+	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW);
+}
+
+static int evu_wait_arm_epoll_poll(struct evu_ring *r, int epfd)
+{
+	struct io_uring_sqe *sqe;
+
+	if (r->epoll_poll_armed)
+		return 0;
+	sqe = io_uring_get_sqe(&r->uring);
+	if (!sqe) {
+		io_uring_submit(&r->uring);
+		sqe = io_uring_get_sqe(&r->uring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	io_uring_prep_poll_multishot(sqe, epfd, POLLIN);
+	io_uring_sqe_set_data(sqe, EVU_UD_EPOLL);
+	r->sq_pending++;
+	r->epoll_poll_armed = true;
+	return 0;
+}
+
+/* The loop thread, its ring in EVU_WAIT_ON, epfd its base's set. */
+static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev,
+			    int max, int timeout)
+{
+	bool have_cq;
+	int n = 0, ret;
+
+	if (evu_wait_arm_epoll_poll(r, epfd) < 0)
+		return -EAGAIN; /* the caller sleeps in epoll instead */
+	if (r->sq_pending) {
+		do {
+			ret = io_uring_submit(&r->uring);
+		} while (ret == -EINTR);
+		if (ret >= 0)
+			r->sq_pending = 0;
+	}
+	/* Queued accepts first, without waiting: a busy epoll set must not
+	 * starve them. */
+	evu_ring_run_pending(r);
+	have_cq = evu_wait_scan_cq(r);
+	if (!have_cq && !r->epoll_harvest && !r->harvest_again && timeout != 0) {
+		struct __kernel_timespec ts, *tsp = NULL;
+		struct io_uring_cqe *cqe;
+
+		if (timeout > 0) {
+			ts.tv_sec = timeout / 1000;
+			ts.tv_nsec = (timeout % 1000) * 1000000LL;
+			tsp = &ts;
+		}
+		ret = io_uring_wait_cqes(&r->uring, &cqe, 1, tsp, NULL);
+		if (ret == -EINTR)
+			return -EINTR;
+		/* more work queued while we woke up */
+		evu_ring_run_pending(r);
+		have_cq = evu_wait_scan_cq(r);
+	}
+	if (r->epoll_harvest || r->harvest_again || timeout == 0) {
+		int room = have_cq ? max - 1 : max;
+
+		r->epoll_harvest = false;
+		if (room > 0) {
+			n = evu_real_epoll_wait(epfd, ev, room, 0);
+			if (n < 0)
+				return -errno;
+		} else {
+			r->epoll_harvest = true; /* next call */
+		}
+		/* Level-triggered fds still ready do not wake the poll
+		 * again: harvest before the next sleep until one is empty. */
+		r->harvest_again = n > 0;
+	}
+	if (have_cq) {
+		ev[n].events = EPOLLIN;
+		ev[n].data.u64 = 0;
+		ev[n].data.fd = r->wait_fd;
+		n++;
+	}
+	return n;
+}
+
+/* A read event on wait_fd, as if it were readable. */
+static int evu_wait_fake_event(struct evu_ring *r, struct epoll_event *ev, int max,
+			       int epfd)
+{
+	int n = 0;
+
+	if (max > 1) {
+		n = evu_real_epoll_wait(epfd, ev, max - 1, 0);
+		if (n < 0)
+			n = 0;
+	}
+	ev[n].events = EPOLLIN;
+	ev[n].data.u64 = 0;
+	ev[n].data.fd = r->wait_fd;
+	return n + 1;
+}
+
+/* Whether epfd is the set wait_fd was put in by libevent (its base's). */
+static bool evu_wait_is_base_set(struct evu_ring *r, int epfd)
+{
+	struct epoll_event e = { .events = EPOLLIN };
+
+	e.data.fd = r->wait_fd;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, r->wait_fd, &e) == 0) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, r->wait_fd, &e);
+		return false;
+	}
+	return errno == EEXIST;
+}
+
+static bool evu_wait_known_not(struct evu_ring *r, int epfd)
+{
+	for (unsigned i = 0; i < r->n_epfd_not; i++)
+		if (r->epfd_not[i] == epfd)
+			return true;
+	return false;
+}
+
+/*
+ * Which ring, if any, serves this call, under evu_wait_mu. *fake: answer
+ * with a read event on the ring's wait_fd at once (the ring was learned
+ * just now and its callback switches it on; or the base runs in another
+ * thread or a forked child, and the callback moves its listeners away).
+ */
+static struct evu_ring *evu_wait_find(int epfd, bool *fake)
+{
+	pid_t pid = evu_getpid();
+	pthread_t self = pthread_self();
+
+	*fake = false;
+	for (struct evu_ring *r = evu_wait_rings; r; r = r->wait_next) {
+		int state = __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE);
+		bool own;
+
+		/* No door wanted: wait_fd is not in epoll (nothing to learn,
+		 * nothing to wake a sleeper) and no listening socket is
+		 * missing from it. */
+		if (!__atomic_load_n(&r->wait_ev_added, __ATOMIC_ACQUIRE))
+			continue;
+
+		if (r->pid != pid) {
+			/* A forked child: its base's set is a new one, if it
+			 * called event_reinit(). */
+			if (state < EVU_WAIT_LEARNED || evu_wait_known_not(r, epfd))
+				continue;
+			if (evu_wait_is_base_set(r, epfd)) {
+				*fake = true;
+				return r;
+			}
+			if (r->n_epfd_not < EVU_EPFD_NOT_MAX)
+				r->epfd_not[r->n_epfd_not++] = epfd;
+			continue;
+		}
+		own = __atomic_load_n(&r->enabled, __ATOMIC_ACQUIRE) &&
+		      pthread_equal(r->submitter, self);
+		if (state >= EVU_WAIT_LEARNED && r->epfd == epfd) {
+			*fake = !own || state == EVU_WAIT_LEARNED;
+			return r;
+		}
+		if (state == EVU_WAIT_LEARN && own && !evu_wait_known_not(r, epfd)) {
+			if (evu_wait_is_base_set(r, epfd)) {
+				r->epfd = epfd;
+				__atomic_store_n(&r->wait_state, EVU_WAIT_LEARNED,
+						 __ATOMIC_RELEASE);
+				*fake = true;
+				return r;
+			}
+			if (r->n_epfd_not < EVU_EPFD_NOT_MAX)
+				r->epfd_not[r->n_epfd_not++] = epfd;
+			else
+				r->wait_state = EVU_WAIT_NONE; /* not worth more tries */
+		}
+	}
+	return NULL;
+}
+
+static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	struct evu_ring *r;
+	bool fake;
+	int n;
+
+	if (max <= 0)
+		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	pthread_mutex_lock(&evu_wait_mu);
+	r = evu_wait_find(epfd, &fake);
+	if (r)
+		__atomic_add_fetch(&r->wait_users, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&evu_wait_mu);
+	if (!r)
+		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	if (fake)
+		n = evu_wait_fake_event(r, ev, max, epfd);
+	else if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST))
+		n = 0; /* a destroy waits for us: libevent calls again */
+	else
+		n = evu_wait_in_ring(r, epfd, ev, max, timeout);
+	__atomic_sub_fetch(&r->wait_users, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&evu_wait_mu);
+		pthread_cond_broadcast(&evu_wait_cv);
+		pthread_mutex_unlock(&evu_wait_mu);
+	}
+	if (n == -EAGAIN)
+		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	if (n < 0) {
+		errno = -n;
+		return -1;
+	}
+	return n;
+}
+
+/*
+ * libevent's epoll backend calls this. Exported by libevuring; without a
+ * ring in EVURING_WAIT=ring mode it is libc's epoll_wait.
+ */
+EVURING_API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	if (__atomic_load_n(&evu_wait_nrings, __ATOMIC_ACQUIRE) == 0)
+		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	return evu_wait_epoll(epfd, ev, max, timeout);
+}
