@@ -399,7 +399,21 @@ static bool evu_ring_foreign_submitter(struct evu_ring *r, pthread_t self)
 	return r->defer && evu_ring_is_enabled(r) && !pthread_equal(r->submitter, self);
 }
 
-bool evu_ring_retire_if_foreign(struct evu_ring *r)
+/* Whether the thread that owns the ring (DEFER_TASKRUN) still exists. */
+static bool evu_ring_submitter_alive(struct evu_ring *r)
+{
+	pid_t tid = __atomic_load_n(&r->submitter_tid, __ATOMIC_ACQUIRE);
+
+	return tid > 0 && (syscall(SYS_tgkill, evu_getpid(), tid, 0) == 0 || errno != ESRCH);
+}
+
+bool evu_ring_can_wait_for_loop(struct evu_ring *r)
+{
+	return r->pid == evu_getpid() && !__atomic_load_n(&r->threaded, __ATOMIC_ACQUIRE) &&
+	       evu_ring_foreign_submitter(r, pthread_self()) && evu_ring_submitter_alive(r);
+}
+
+bool evu_ring_retire_if_foreign(struct evu_ring *r, bool even_if_alive)
 {
 	if (r->pid != evu_getpid()) {
 		evu_ring_retire(r);
@@ -408,7 +422,13 @@ bool evu_ring_retire_if_foreign(struct evu_ring *r)
 	/* A THREADSAFE ring may be in use by its loop thread right now. */
 	if (__atomic_load_n(&r->threaded, __ATOMIC_ACQUIRE))
 		return false;
-	if (evu_ring_foreign_submitter(r, pthread_self()) && r->busy == 0) {
+	/* While the ring's thread lives it may be in the loop, in a callback
+	 * that uses this ring: retiring it from here would race with that.
+	 * Such a caller's cancel or arm is handed to the loop (arm_ev), and
+	 * a loop run from another thread retires the ring itself. */
+	if (!evu_ring_foreign_submitter(r, pthread_self()))
+		return false;
+	if (even_if_alive || (!evu_ring_submitter_alive(r) && r->busy == 0)) {
 		evu_ring_retire(r);
 		return true;
 	}
@@ -464,6 +484,7 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 			evu_warn("evuring: cannot enable ring fd %d: %s", r->uring.ring_fd,
 				 strerror(-ret));
 		r->submitter = self;
+		__atomic_store_n(&r->submitter_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 		__atomic_store_n(&r->enabled, true, __ATOMIC_RELEASE);
 	}
 	r->busy++;

@@ -141,7 +141,7 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 		io_uring_prep_multishot_accept(sqe, lev->fd, NULL, NULL, lev->accept_flags);
 	}
 	io_uring_sqe_set_data(sqe, ul);
-	ul->inflight = true;
+	__atomic_store_n(&ul->inflight, true, __ATOMIC_RELEASE);
 	ul->accepted_in_arm = 0;
 	ul->cancelled = false;
 	ul->cancel_delegated = false;
@@ -381,7 +381,7 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 		res = -EINVAL;
 	}
 	if (final) {
-		ul->inflight = false;
+		__atomic_store_n(&ul->inflight, false, __ATOMIC_RELEASE);
 		evu_ulev_update_door(ul);
 	}
 	if (lev->freed) {
@@ -534,7 +534,7 @@ static bool evu_uring_localize(struct evconnlistener *lev)
 {
 	struct evu_ulev *ul = lev->backend;
 
-	evu_ring_retire_if_foreign(ul->ring);
+	evu_ring_retire_if_foreign(ul->ring, false);
 	return lev->ops == &evu_uring_ops;
 }
 
@@ -596,7 +596,8 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 	struct evconnlistener *lev = ul->lev;
 
 	evu_lock(lev);
-	ul->inflight = false; /* abandoned: the old ring's close cancels it */
+	/* abandoned: the old ring's close cancels it */
+	__atomic_store_n(&ul->inflight, false, __ATOMIC_RELEASE);
 	ul->cancelled = false;
 	evu_ulev_update_door(ul);
 	evu_ring_detach(ul);
@@ -653,6 +654,21 @@ static long long evu_now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* A non-THREADSAFE listener stopped from another thread than its live loop
+ * thread: wait up to `ms` for the loop to complete the cancellation it was
+ * handed. Only the loop thread writes `inflight` then (atomically). */
+static bool evu_uring_wait_loop_cancel(struct evu_ulev *ul, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		struct timespec ts = { 0, 1000L * 1000L };
+
+		if (!__atomic_load_n(&ul->inflight, __ATOMIC_ACQUIRE))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return !__atomic_load_n(&ul->inflight, __ATOMIC_ACQUIRE);
+}
+
 /*
  * evconnlistener_free(), after stop, unlocked. As with libevent the socket
  * must be closed when free returns, so that a new bind to its port works;
@@ -676,6 +692,18 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 
 		evu_lock(lev);
 		ul = lev->ops == &evu_uring_ops ? lev->backend : NULL;
+		if (ul && !lev->lock && evu_ring_can_wait_for_loop(ul->ring)) {
+			/* Another thread than the live loop thread, no
+			 * THREADSAFE: stop handed the cancellation to the
+			 * loop (arm_ev), which owns the state now. Give it a
+			 * moment; if it does not run, retire the ring from
+			 * here (closing it cancels), as before. */
+			r = ul->ring;
+			evu_unlock(lev);
+			if (!evu_uring_wait_loop_cancel(ul, 100))
+				evu_ring_retire_if_foreign(r, true);
+			return;
+		}
 		waiting = ul && ul->inflight && (ul->cancelled || ul->cancel_delegated);
 		if (waiting) {
 			r = ul->ring;

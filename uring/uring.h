@@ -70,6 +70,7 @@ struct evu_ring {
 	bool defer;               /* DEFER_TASKRUN: work runs only when we ask */
 	bool enabled;             /* defer rings start disabled: the loop thread enables */
 	pthread_t submitter;      /* defer: the only thread that may enter the ring */
+	pid_t submitter_tid;      /* its kernel thread id (atomic) */
 	pthread_mutex_t mu;       /* ulevs list, n_interest, ev_added */
 	pthread_mutex_t reap_mu;  /* one CQ consumer at a time, only if threaded */
 	bool threaded;            /* a THREADSAFE listener uses this ring */
@@ -130,10 +131,15 @@ EVU_HIDDEN void evu_ring_set_interest(struct evu_ring *r, struct evu_ulev *ul,
 EVU_HIDDEN bool evu_ring_in_loop_thread(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_enter_loop(struct evu_ring *r);
 /* If this ring cannot be driven from here (a forked child; or, for rings
- * no THREADSAFE listener uses, a thread other than its submitter while the
- * loop does not run), move its listeners to a new ring and close it, which
- * cancels whatever it had armed. Returns true if it did. */
-EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r);
+ * no THREADSAFE listener uses, a thread other than its submitter, once that
+ * thread has exited or if even_if_alive), move its listeners to a new ring
+ * and close it, which cancels whatever it had armed. Returns true if it
+ * did. While the submitter lives it may be running the loop, in a callback
+ * on this ring: retiring then races with it. */
+EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r, bool even_if_alive);
+/* Not the ring's thread, which lives, and no THREADSAFE listener: work for
+ * the ring can be handed to its loop (arm_ev) and waited for. */
+EVU_HIDDEN bool evu_ring_can_wait_for_loop(struct evu_ring *r);
 /* Reap completions already posted, without running work or delivering
  * (fds go to stashes); for a THREADSAFE free in a non-loop thread. Returns
  * false if the loop thread is reaping right now. */
