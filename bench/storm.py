@@ -74,7 +74,9 @@ EXPECTED_BACKEND = {
     "floor-uwait": "floor", "accept4": "accept4", "evuring-ringwait": "uring",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
-              ("fallback", "libevent"), ("preload", "libevent")]
+              ("fallback", "libevent"), ("preload", "libevent"),
+              ("evuring-ringwait", "libevent"), ("evuring-ringwait", "evuring"),
+              ("evuring-ringwait", "floor-defer")]
 
 STORM_MAGIC = 0x4d524f5453555645
 PORTS = 65536

@@ -136,7 +136,7 @@ int evu_wait_ring_init(struct evu_ring *r)
 	r->wait_state = EVU_WAIT_LEARN;
 	pthread_mutex_lock(&evu_wait_mu);
 	r->wait_next = evu_wait_rings;
-	evu_wait_rings = r;
+	__atomic_store_n(&evu_wait_rings, r, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&evu_wait_mu);
 	return 0;
@@ -160,7 +160,7 @@ void evu_wait_ring_fini(struct evu_ring *r)
 	pthread_mutex_lock(&evu_wait_mu);
 	for (struct evu_ring **pp = &evu_wait_rings; *pp; pp = &(*pp)->wait_next) {
 		if (*pp == r) {
-			*pp = r->wait_next;
+			__atomic_store_n(pp, r->wait_next, __ATOMIC_RELEASE);
 			__atomic_sub_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
 			break;
 		}
@@ -369,7 +369,10 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 	pthread_t self = pthread_self();
 
 	*fake = false;
-	for (struct evu_ring *r = evu_wait_rings; r; r = r->wait_next) {
+	/* Atomic loads although under the lock: called inside a sanitizer's
+	 * epoll_wait interceptor, ThreadSanitizer does not see the lock. */
+	for (struct evu_ring *r = __atomic_load_n(&evu_wait_rings, __ATOMIC_ACQUIRE); r;
+	     r = __atomic_load_n(&r->wait_next, __ATOMIC_ACQUIRE)) {
 		int state = __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE);
 		bool own;
 
@@ -409,7 +412,8 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 			if (r->n_epfd_not < EVU_EPFD_NOT_MAX)
 				r->epfd_not[r->n_epfd_not++] = epfd;
 			else
-				r->wait_state = EVU_WAIT_NONE; /* not worth more tries */
+				/* not worth more tries */
+				__atomic_store_n(&r->wait_state, EVU_WAIT_NONE, __ATOMIC_RELEASE);
 		}
 	}
 	return NULL;
