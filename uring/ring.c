@@ -585,19 +585,33 @@ int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit)
 /*
  * DEFER_TASKRUN: run the queued accept work. The kernel runs a bounded
  * amount per call and sets IORING_SQ_TASKRUN when it leaves some (or when
- * more is queued meanwhile), so the flag is the whole truth.
+ * more is queued meanwhile). But the flag can also stay set with no work
+ * queued (6.18: millions of calls in a row that ran nothing, per the
+ * io_uring tracepoints), so a call that posts nothing and leaves it set
+ * marks it stale: no more calls now, and no coming back for it in this
+ * loop iteration (evu_ring_work_left), which would never end. Real work
+ * behind it still wakes the loop: a listening socket's door, or the wait
+ * of a loop asleep in the ring.
  *
  * (Asking for more work per call through a minimum-events wait with a zero
  * timeout was measured: about 6 us more per wakeup, an hrtimer sleep.)
  */
 static void evu_ring_run_work(struct evu_ring *r)
 {
+	r->taskrun_stale = false;
 	for (int i = 0; i < 4; i++) {
 		unsigned sqf = IO_URING_READ_ONCE(*r->uring.sq.kflags);
+		unsigned tail;
 
 		if (!(sqf & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
 			return;
+		tail = io_uring_smp_load_acquire(r->uring.cq.ktail);
 		io_uring_get_events(&r->uring);
+		if (tail == io_uring_smp_load_acquire(r->uring.cq.ktail) &&
+		    !(sqf & IORING_SQ_CQ_OVERFLOW)) {
+			r->taskrun_stale = true;
+			return;
+		}
 	}
 }
 
@@ -612,9 +626,9 @@ static bool evu_ring_work_left(struct evu_ring *r)
 	unsigned left = IORING_SQ_CQ_OVERFLOW;
 
 	/* A loop asleep in the ring runs queued work itself before it waits;
-	 * coming back in this loop iteration for work that posts nothing
+	 * coming back in this loop iteration for a flag that runs nothing
 	 * would keep libevent from ever returning to epoll_wait. */
-	if (!evu_ring_sleeps_in_ring(r))
+	if (!evu_ring_sleeps_in_ring(r) && !r->taskrun_stale)
 		left |= IORING_SQ_TASKRUN;
 	return io_uring_cq_ready(&r->uring) > 0 ||
 	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & left);

@@ -85,6 +85,7 @@ struct evu_ring {
 	int n_attached;           /* evu_ulev objects alive on this ring */
 	int n_interest;           /* ulevs that need the ring event pending (no defer) */
 	unsigned sq_pending;      /* SQEs prepared but not submitted */
+	bool taskrun_stale;       /* IORING_SQ_TASKRUN set, but the last call ran nothing */
 	uint64_t batch_seq;
 	pid_t pid;
 	struct evu_ulev *ulevs;   /* attached listener states (under mu) */
