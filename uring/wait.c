@@ -266,14 +266,19 @@ static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev
 	bool have_cq;
 	int n = 0, ret;
 
+	/* Without the poll on the epoll set armed, a sleep here would miss
+	 * the rest of the base, and epoll would miss the listening sockets:
+	 * then only look, as for a zero timeout (libevent calls again). */
 	if (evu_wait_arm_epoll_poll(r, epfd) < 0)
-		return -EAGAIN; /* the caller sleeps in epoll instead */
+		timeout = 0;
 	if (r->sq_pending) {
 		do {
 			ret = io_uring_submit(&r->uring);
 		} while (ret == -EINTR);
 		if (ret >= 0)
 			r->sq_pending = 0;
+		else
+			timeout = 0;
 	}
 	/* Queued accepts first, without waiting: a busy epoll set must not
 	 * starve them. */
@@ -446,8 +451,6 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 		pthread_cond_broadcast(&evu_wait_cv);
 		pthread_mutex_unlock(&evu_wait_mu);
 	}
-	if (n == -EAGAIN)
-		return evu_real_epoll_wait(epfd, ev, max, timeout);
 	if (n < 0) {
 		errno = -n;
 		return -1;
