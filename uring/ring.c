@@ -527,7 +527,7 @@ void evu_ring_kick(struct evu_ring *r)
 		event_active(r->ring_ev, EV_READ, 0);
 }
 
-int evu_ring_submit(struct evu_ring *r)
+int evu_ring_submit_sqes(struct evu_ring *r)
 {
 	int ret;
 
@@ -538,6 +538,13 @@ int evu_ring_submit(struct evu_ring *r)
 		r->sq_pending = 0;
 	else
 		evu_debug("ring fd %d: submit failed: %s", r->uring.ring_fd, strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+int evu_ring_submit(struct evu_ring *r)
+{
+	int ret = evu_ring_submit_sqes(r);
+
 	/* A submission runs inline (an arm accepts what is already queued,
 	 * a cancel completes): outside the reaper nothing else would collect
 	 * those completions. */

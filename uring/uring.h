@@ -162,6 +162,9 @@ EVU_HIDDEN bool evu_ring_can_submit(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_kick(struct evu_ring *r);
 EVU_HIDDEN struct io_uring_sqe *evu_ring_get_sqe(struct evu_ring *r);
 EVU_HIDDEN int evu_ring_submit(struct evu_ring *r);
+/* Submit prepared SQEs only (evu_ring_submit also collects what they
+ * complete inline, through the ring's event). -errno on failure. */
+EVU_HIDDEN int evu_ring_submit_sqes(struct evu_ring *r);
 EVU_HIDDEN void evu_ring_reap(struct evu_ring *r, bool deliver);
 EVU_HIDDEN int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_submit);
 

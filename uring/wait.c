@@ -271,15 +271,8 @@ static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev
 	 * then only look, as for a zero timeout (libevent calls again). */
 	if (evu_wait_arm_epoll_poll(r, epfd) < 0)
 		timeout = 0;
-	if (r->sq_pending) {
-		do {
-			ret = io_uring_submit(&r->uring);
-		} while (ret == -EINTR);
-		if (ret >= 0)
-			r->sq_pending = 0;
-		else
-			timeout = 0;
-	}
+	if (r->sq_pending && evu_ring_submit_sqes(r) < 0)
+		timeout = 0;
 	/* Queued accepts first, without waiting: a busy epoll set must not
 	 * starve them. */
 	evu_ring_run_pending(r);
