@@ -58,12 +58,13 @@ ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
 # (evuring's wakeup before 2026-12), through a COOP_TASKRUN ring, lingering in
 # io_uring's wait; the raw loop also harvesting an epoll set.
 EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll",
-                  "evuring-ringwait"]
+                  "evuring-ringwait", "evuring-epoll", "evuring-auto"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
 SCALE_RATIOS = [("evuring", "libevent"), ("preload", "libevent"), ("fallback", "libevent")]
-NEEDS_EVURING = {"evuring", "preload", "fallback", "evuring-ringwait"}
+NEEDS_EVURING = {"evuring", "preload", "fallback", "evuring-ringwait", "evuring-epoll",
+                 "evuring-auto"}
 # Variants whose callback cannot know the peer port (no latency join).
 NO_LATENCY = {"raw-uring"}
 EXPECTED_BACKEND = {
@@ -72,11 +73,14 @@ EXPECTED_BACKEND = {
     "raw-uring-gpn": "raw-uring-gpn", "raw-uring-epoll": "raw-uring-epoll", "floor": "floor", "floor-defer": "floor",
     "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
     "floor-uwait": "floor", "accept4": "accept4", "evuring-ringwait": "uring",
+    "evuring-epoll": "uring", "evuring-auto": "uring",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent"),
               ("evuring-ringwait", "libevent"), ("evuring-ringwait", "evuring"),
-              ("evuring-ringwait", "floor-defer")]
+              ("evuring-ringwait", "floor-defer"), ("evuring-epoll", "libevent"),
+              ("evuring", "evuring-epoll"), ("evuring-auto", "libevent"),
+              ("evuring-auto", "evuring")]
 
 STORM_MAGIC = 0x4d524f5453555645
 PORTS = 65536
@@ -298,10 +302,10 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "evuring":
         binary = paths["server_evuring"]
         env["EVURING_BACKEND"] = "uring"
-    elif variant == "evuring-ringwait":
+    elif variant.startswith("evuring-"):  # -ringwait, -epoll, -auto
         binary = paths["server_evuring"]
         env["EVURING_BACKEND"] = "uring"
-        env["EVURING_WAIT"] = "ring"
+        env["EVURING_WAIT"] = {"ringwait": "ring"}.get(variant[8:], variant[8:])
     elif variant == "preload":
         binary = paths["server_libevent"]
         env["LD_PRELOAD"] = paths["libevuring"]

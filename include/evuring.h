@@ -107,12 +107,15 @@ EVURING_API int evuring_set_backend(int backend);
 EVURING_API int evuring_uring_available(const char **why);
 
 /**
- * Whether a base's loop sleeps in evuring's io_uring instead of epoll_wait.
- * Only with EVURING_WAIT=ring in the environment, on the io_uring backend
- * with DEFER_TASKRUN (Linux 6.1+), for a base on libevent's epoll method with
- * an accepting listener and no LEV_OPT_THREADSAFE one on its ring. The
- * switch happens in the base's loop, in the first iteration that sleeps
- * after a listener is armed.
+ * Whether a base's loop sleeps in evuring's io_uring instead of epoll_wait
+ * right now. Only on the io_uring backend with DEFER_TASKRUN (Linux 6.1+),
+ * for a base on libevent's epoll method with an accepting listener and no
+ * LEV_OPT_THREADSAFE one on its ring, and not with EVURING_WAIT=epoll. With
+ * EVURING_WAIT=ring the switch happens in the base's loop, in the first
+ * iteration that sleeps after a listener is armed; with the default
+ * EVURING_WAIT=auto the loop goes to the ring once 64 wakeups show that it
+ * wakes mostly for connections, and back to epoll_wait when it wakes mostly
+ * for its other fds.
  * @param base an event_base
  * @return 1 if it does, 0 if not, -1 with errno EINVAL if @p base is NULL.
  */

@@ -616,7 +616,9 @@ static void evu_ring_run_work(struct evu_ring *r)
 		io_uring_get_events(&r->uring);
 		if (tail == io_uring_smp_load_acquire(r->uring.cq.ktail) &&
 		    !(sqf & IORING_SQ_CQ_OVERFLOW)) {
-			r->taskrun_stale = true;
+			/* stale only if the call left it set */
+			r->taskrun_stale = IO_URING_READ_ONCE(*r->uring.sq.kflags) &
+					   IORING_SQ_TASKRUN;
 			return;
 		}
 	}

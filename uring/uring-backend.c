@@ -28,6 +28,7 @@ static void evu_ulev_door_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!r || !evu_ring_enter_loop(r))
 		return; /* retired: the listener moved to a ring of this thread */
+	r->win_accept++; /* EVURING_WAIT=auto's tally, while it sleeps in epoll */
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
 }

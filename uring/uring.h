@@ -105,7 +105,11 @@ struct evu_ring {
 	bool wait_ev_added;       /* atomic: some listener wants its door */
 	int n_doors_wanted;       /* under mu */
 	int wait_users;           /* atomic: epoll_wait calls using the ring now */
-	struct evu_ring *wait_next; /* wait.c's list, under its lock */
+	/* EVURING_WAIT=auto, loop thread only: this window's wakeups for
+	 * accepts and for other fds (wait.c's tally), and its verdict. */
+	unsigned win_accept, win_other;
+	bool wait_switch;
+	struct evu_ring *wait_next; /* wait.c's list: written under its lock, read atomically */
 };
 
 /* CQE user_data of the ring's poll on the base's epoll set; listener
@@ -175,7 +179,7 @@ EVU_HIDDEN void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags,
  * request on the old ring is abandoned). Loop thread only. */
 EVU_HIDDEN void evu_ulev_migrate(struct evu_ulev *ul);
 
-/* wait.c: EVURING_WAIT=ring. */
+/* wait.c: EVURING_WAIT=ring|auto. */
 EVU_HIDDEN bool evu_wait_wanted(void);
 /* Set the ring up to have its loop sleep in it (defer rings, if wanted);
  * -errno if it cannot, and the loop keeps sleeping in epoll. */

@@ -34,7 +34,24 @@
 
 #include "uring.h"
 
-enum { EVU_WAIT_NONE, EVU_WAIT_LEARN, EVU_WAIT_LEARNED, EVU_WAIT_ON };
+/* Ring states; OFF (EVURING_WAIT=auto only): learned, but the loop sleeps
+ * in epoll for now, the doors back in it. */
+enum { EVU_WAIT_NONE, EVU_WAIT_LEARN, EVU_WAIT_LEARNED, EVU_WAIT_OFF, EVU_WAIT_ON };
+
+/* What EVURING_WAIT asks. */
+enum { EVU_WAITMODE_EPOLL, EVU_WAITMODE_RING, EVU_WAITMODE_AUTO };
+
+/*
+ * EVURING_WAIT=auto decides per window of this many wakeups that woke for
+ * something (accepts, or other fds of the base). Asleep in the ring, a
+ * wakeup for accepts saves one kernel crossing (no epoll_wait before the
+ * io_uring_enter) and one for other fds costs two (the harvest, and the
+ * empty one that proves level-triggered fds drained): the ring is left when
+ * the others are more than half the accepts, and taken again when they are
+ * at most a quarter (counted as events in epoll, which can only overstate
+ * them).
+ */
+#define EVU_WAIT_WINDOW 64
 
 typedef int (*evu_epoll_wait_fn)(int, struct epoll_event *, int, int);
 
@@ -44,7 +61,7 @@ static struct evu_ring *evu_wait_rings; /* under evu_wait_mu */
 static int evu_wait_nrings;             /* atomic: the fast path's test */
 static evu_epoll_wait_fn evu_real_epoll_wait_fn;
 static pthread_once_t evu_wait_once = PTHREAD_ONCE_INIT;
-static bool evu_wait_on_env;
+static int evu_wait_mode;
 
 /* A child must not wait on a lock or on users of its parent's threads. */
 static void evu_wait_atfork_child(void)
@@ -62,10 +79,13 @@ static void evu_wait_init(void)
 	const char *v = getenv("EVURING_WAIT");
 
 	evu_real_epoll_wait_fn = (evu_epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
+	evu_wait_mode = EVU_WAITMODE_AUTO;
 	if (v && !strcmp(v, "ring"))
-		evu_wait_on_env = true;
-	else if (v && *v && strcmp(v, "epoll"))
-		evu_warn("EVURING_WAIT=%s is not one of epoll, ring; using epoll", v);
+		evu_wait_mode = EVU_WAITMODE_RING;
+	else if (v && !strcmp(v, "epoll"))
+		evu_wait_mode = EVU_WAITMODE_EPOLL;
+	else if (v && *v && strcmp(v, "auto"))
+		evu_warn("EVURING_WAIT=%s is not one of auto, epoll, ring; using auto", v);
 	pthread_atfork(NULL, NULL, evu_wait_atfork_child);
 }
 
@@ -82,12 +102,49 @@ static int evu_real_epoll_wait(int epfd, struct epoll_event *ev, int max, int ti
 bool evu_wait_wanted(void)
 {
 	pthread_once(&evu_wait_once, evu_wait_init);
-	return evu_wait_on_env && evu_real_epoll_wait_fn;
+	return evu_wait_mode != EVU_WAITMODE_EPOLL && evu_real_epoll_wait_fn;
 }
 
 bool evu_ring_sleeps_in_ring(struct evu_ring *r)
 {
 	return __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON;
+}
+
+/* Loop thread, in wait_cb. */
+static void evu_wait_switch(struct evu_ring *r, int to)
+{
+	r->win_accept = r->win_other = 0;
+	__atomic_store_n(&r->wait_state, to, __ATOMIC_RELEASE);
+	evu_debug("ring fd %d: the loop now sleeps in %s (epoll fd %d)", r->uring.ring_fd,
+		  to == EVU_WAIT_ON ? "the ring" : "epoll", r->epfd);
+	/* The poll on the epoll set would post a completion for each of its
+	 * wakeups; its final one (flags without MORE) clears
+	 * epoll_poll_armed, so a sleep in the ring before that is still woken
+	 * by it, and the next call arms a new one. */
+	if (to == EVU_WAIT_OFF && r->epoll_poll_armed)
+		evu_ring_cancel(r, EVU_UD_EPOLL, true);
+	evu_ring_update_doors(r);
+}
+
+/*
+ * EVURING_WAIT=auto: one more wakeup counted; at the window's end, whether
+ * to switch (wait_cb does, on the next call's fake event).
+ */
+static void evu_wait_tally(struct evu_ring *r)
+{
+	unsigned a = r->win_accept, o = r->win_other;
+
+	if (evu_wait_mode != EVU_WAITMODE_AUTO)
+		return;
+	if (r->wait_state == EVU_WAIT_OFF)
+		o = o > a ? o - a : 0; /* counted every event, the doors' too */
+	if (a + o < EVU_WAIT_WINDOW)
+		return;
+	if (r->wait_state == EVU_WAIT_ON)
+		r->wait_switch = 2 * o > a;
+	else
+		r->wait_switch = 4 * o <= a;
+	r->win_accept = r->win_other = 0;
 }
 
 static void evu_wait_cb(evutil_socket_t fd, short what, void *arg)
@@ -104,15 +161,18 @@ static void evu_wait_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!evu_ring_enter_loop(r))
 		return; /* retired: its listeners moved to a ring of this thread */
-	if (r->wait_state == EVU_WAIT_LEARNED) {
-		/* Outside epoll_wait, in a normal callback: the doors leave
-		 * epoll before the loop next sleeps (libevent applies the
-		 * changes first). */
-		__atomic_store_n(&r->wait_state, EVU_WAIT_ON, __ATOMIC_RELEASE);
-		evu_debug("ring fd %d: the loop now sleeps in the ring (epoll fd %d)",
-			  r->uring.ring_fd, r->epfd);
-		evu_ring_update_doors(r);
-	}
+	/* Outside epoll_wait, in a normal callback: the doors' changes reach
+	 * epoll before the loop next sleeps (libevent applies them first). */
+	if (r->wait_state == EVU_WAIT_LEARNED)
+		/* auto starts as libevent's loop and goes to the ring once
+		 * a window shows it sleeps mostly for accepts */
+		evu_wait_switch(r, evu_wait_mode == EVU_WAITMODE_AUTO ? EVU_WAIT_OFF
+								  : EVU_WAIT_ON);
+	else if (r->wait_state == EVU_WAIT_OFF && r->wait_switch)
+		evu_wait_switch(r, EVU_WAIT_ON);
+	else if (r->wait_state == EVU_WAIT_ON && r->wait_switch)
+		evu_wait_switch(r, EVU_WAIT_OFF);
+	r->wait_switch = false;
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
 }
@@ -121,8 +181,7 @@ int evu_wait_ring_init(struct evu_ring *r)
 {
 	int ret;
 
-	r->wait_fd = -1;
-	r->epfd = -1;
+	r->epfd = -1; /* wait_fd: -1 already (evu_ring_create) */
 	if (!r->defer || !evu_wait_wanted())
 		return 0;
 	r->wait_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -308,7 +367,11 @@ static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev
 		 * again: harvest before the next sleep until one is empty. */
 		r->harvest_again = n > 0;
 	}
-	if (have_cq) {
+	r->win_accept += have_cq;
+	r->win_other += n > 0;
+	evu_wait_tally(r);
+	/* wait_cb reaps, and switches if the tally says so */
+	if (have_cq || (r->wait_switch && n < max)) {
 		ev[n].events = EPOLLIN;
 		ev[n].data.u64 = 0;
 		ev[n].data.fd = r->wait_fd;
@@ -332,6 +395,26 @@ static int evu_wait_fake_event(struct evu_ring *r, struct epoll_event *ev, int m
 	ev[n].data.u64 = 0;
 	ev[n].data.fd = r->wait_fd;
 	return n + 1;
+}
+
+/*
+ * The loop thread, its ring learned but in EVU_WAIT_OFF: epoll as usual,
+ * counting the events (the doors' callbacks count theirs).
+ */
+static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *ev,
+			     int max, int timeout)
+{
+	int n;
+
+	evu_wait_tally(r);
+	if (r->wait_switch)
+		return evu_wait_fake_event(r, ev, max, epfd);
+	n = evu_real_epoll_wait(epfd, ev, max, timeout);
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		r->win_other += ev[i].data.fd != r->wait_fd;
+	return n;
 }
 
 /* Whether epfd is the set wait_fd was put in by libevent (its base's). */
@@ -436,8 +519,10 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 		n = evu_wait_fake_event(r, ev, max, epfd);
 	else if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST))
 		n = 0; /* a destroy waits for us: libevent calls again */
-	else
+	else if (__atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON)
 		n = evu_wait_in_ring(r, epfd, ev, max, timeout);
+	else
+		n = evu_wait_in_epoll(r, epfd, ev, max, timeout);
 	__atomic_sub_fetch(&r->wait_users, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST)) {
 		pthread_mutex_lock(&evu_wait_mu);

@@ -1,0 +1,202 @@
+/*
+ * wait_auto: where the loop sleeps follows what it sleeps for. With
+ * EVURING_WAIT=auto (the default) on the io_uring backend, a base that wakes
+ * mostly for connections goes to sleep in the ring, one that wakes mostly
+ * for its other fds goes back to epoll, and back again; the forced modes
+ * never move (ring: always the ring, epoll and the event backend: always
+ * epoll). Whatever the mode, in every phase each connection is delivered
+ * once with its client's address and every byte of the echo traffic comes
+ * back: the switches lose nothing.
+ *
+ * Phases: 300 connections (paced, so the loop sleeps between them), then
+ * 400 one-byte round trips on a socketpair with no connection, then 300
+ * connections again.
+ */
+#include "harness.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define NCONNS 300
+#define NTRIPS 400
+
+static atomic_int conns;
+static atomic_int bad_port;
+static atomic_ushort *seen;
+
+static void acc_cb(struct evconnlistener *lev, evutil_socket_t fd,
+		   struct sockaddr *sa, int socklen, void *arg)
+{
+	uint16_t port = harness_port(sa);
+
+	/* a port seen twice would be a connection delivered twice */
+	if (socklen != (int)sizeof(struct sockaddr_in) || atomic_fetch_add(&seen[port], 1) != 0)
+		atomic_fetch_add(&bad_port, 1);
+	atomic_fetch_add(&conns, 1);
+	close(fd);
+}
+
+static int storm_delivered(void *arg)
+{
+	struct harness_storm *s = arg;
+
+	return harness_storm_finished(s) &&
+	       atomic_load(&conns) >= atomic_load(&s->completed);
+}
+
+/* What the mode of this run should be after each phase: 'a' follows the
+ * traffic, 'r' stays in the ring, 'e' stays in epoll. */
+static char expected_policy(int backend)
+{
+	const char *w = getenv("EVURING_WAIT"), *f = getenv("EVURING_RING_FLAGS");
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (backend != EVURING_BACKEND_URING || (f && *f && strcmp(f, "defer")))
+		return 'e';
+	if (uname(&u) == 0)
+		sscanf(u.release, "%d.%d", &major, &minor);
+	if (major < 6 || (major == 6 && minor < 1))
+		return 'e'; /* no DEFER_TASKRUN: no ring to sleep in */
+	if (w && !strcmp(w, "ring"))
+		return 'r';
+	if (w && !strcmp(w, "epoll"))
+		return 'e';
+	return 'a';
+}
+
+static void connections_phase(struct event_base *base, const struct sockaddr_in *sin)
+{
+	struct harness_storm s;
+	int before = atomic_load(&conns);
+
+	for (int p = 0; p < 65536; p++)
+		atomic_store(&seen[p], 0);
+	/* one client thread, 200 us apart: the loop sleeps before most */
+	harness_storm_start(&s, (const struct sockaddr *)sin, sizeof *sin, NCONNS, 1, 200);
+	CHECKF(harness_run_until(base, storm_delivered, &s, 20000),
+	       "%d of %d connections delivered", atomic_load(&conns) - before,
+	       atomic_load(&s.completed));
+	harness_storm_join(&s);
+	CHECK_EQ(atomic_load(&s.failed), 0);
+	CHECK_EQ(atomic_load(&s.completed), NCONNS);
+	CHECK_EQ(atomic_load(&conns) - before, NCONNS);
+	CHECK_EQ(atomic_load(&bad_port), 0);
+	/* each connection's callback got its own client's port */
+	for (int p = 0; p < 65536; p++)
+		CHECKF(atomic_load(&seen[p]) == atomic_load(&s.by_port[p]),
+		       "port %d: %d callbacks, %d connects", p, atomic_load(&seen[p]),
+		       atomic_load(&s.by_port[p]));
+	harness_storm_free(&s);
+	/* let a switch decided at the last wakeup take effect */
+	harness_run_for(base, 20);
+}
+
+struct echo {
+	int loop_fd, peer_fd;
+	int trips;
+	atomic_int echoed;
+};
+
+static void echo_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct echo *e = arg;
+	char c;
+
+	while (read(fd, &c, 1) == 1) {
+		CHECK_EQ(write(fd, &c, 1), 1);
+		atomic_fetch_add(&e->echoed, 1);
+	}
+}
+
+static void *echo_peer(void *arg)
+{
+	struct echo *e = arg;
+
+	for (int i = 0; i < e->trips; i++) {
+		char c = (char)('a' + i % 26), r = 0;
+
+		CHECK_EQ(write(e->peer_fd, &c, 1), 1);
+		CHECK_EQ(read(e->peer_fd, &r, 1), 1);
+		CHECK_EQ(r, c);
+	}
+	return NULL;
+}
+
+static int all_echoed(void *arg)
+{
+	struct echo *e = arg;
+
+	return atomic_load(&e->echoed) >= e->trips;
+}
+
+static void data_phase(struct event_base *base)
+{
+	struct echo e = { .trips = NTRIPS };
+	struct event *ev;
+	pthread_t tid;
+	int pair[2];
+
+	REQUIRE_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
+	e.loop_fd = pair[0];
+	e.peer_fd = pair[1];
+	evutil_make_socket_nonblocking(e.loop_fd);
+	ev = event_new(base, e.loop_fd, EV_READ | EV_PERSIST, echo_cb, &e);
+	CHECK(ev != NULL);
+	event_add(ev, NULL);
+	CHECK_EQ(pthread_create(&tid, NULL, echo_peer, &e), 0);
+	CHECKF(harness_run_until(base, all_echoed, &e, 20000), "%d of %d bytes echoed",
+	       atomic_load(&e.echoed), NTRIPS);
+	CHECK_EQ(pthread_join(tid, NULL), 0);
+	harness_run_for(base, 20);
+	event_free(ev);
+	close(pair[0]);
+	close(pair[1]);
+}
+
+static void check_mode(struct event_base *base, const char *after, int want)
+{
+	int got = evuring_base_sleeps_in_ring(base);
+
+	printf("after %s: the loop sleeps in %s\n", after, got ? "the ring" : "epoll");
+	CHECKF(got == want, "after %s: sleeps_in_ring %d, expected %d", after, got, want);
+}
+
+int main(void)
+{
+	struct event_base *base;
+	struct evconnlistener *lev;
+	struct sockaddr_in sin;
+	char policy;
+
+	harness_init("wait_auto");
+	seen = calloc(65536, sizeof *seen);
+	CHECK(seen != NULL);
+	base = harness_base();
+	lev = harness_listen_ipv4(base, acc_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+				  -1, &sin);
+	policy = expected_policy(evuring_listener_backend(lev));
+	printf("EVURING_WAIT=%s: expected policy %s\n",
+	       getenv("EVURING_WAIT") ? getenv("EVURING_WAIT") : "(unset)",
+	       policy == 'a' ? "follow the traffic" : policy == 'r' ? "the ring" : "epoll");
+
+	harness_phase("connections only");
+	connections_phase(base, &sin);
+	check_mode(base, "connections only", policy != 'e');
+
+	harness_phase("data only");
+	data_phase(base);
+	check_mode(base, "data only", policy == 'r');
+
+	harness_phase("connections again");
+	connections_phase(base, &sin);
+	check_mode(base, "connections again", policy != 'e');
+
+	harness_phase("free");
+	evconnlistener_free(lev);
+	CHECK_EQ(event_base_dispatch(base), 1); /* nothing left pending */
+	event_base_free(base);
+	free(seen);
+	printf("ok\n");
+	return 0;
+}
