@@ -104,7 +104,7 @@ struct evu_ring {
 	bool wait_dead;           /* atomic: being destroyed */
 	bool wait_ev_added;       /* atomic: some listener wants its door */
 	int n_doors_wanted;       /* under mu */
-	int wait_users;           /* atomic: epoll_wait calls using the ring now */
+	int wait_slot;            /* wait.c's slot: its users are the calls using the ring */
 	/* EVURING_WAIT=auto, loop thread only: this window's wakeups for
 	 * accepts and for other fds (wait.c's tally), and its verdict. */
 	unsigned win_accept, win_other;

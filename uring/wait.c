@@ -55,6 +55,26 @@ enum { EVU_WAITMODE_EPOLL, EVU_WAITMODE_RING, EVU_WAITMODE_AUTO };
 
 typedef int (*evu_epoll_wait_fn)(int, struct epoll_event *, int, int);
 
+/*
+ * Each ring in this mode owns a slot, which is never freed: a call holds
+ * the slot's user count while it uses the ring, and a destroy empties the
+ * slot, then waits for its users (Dekker, sequentially consistent). So the
+ * loop thread can find its own ring from a thread-local cache without the
+ * lock: libevent calls epoll_wait once per wakeup, on every loop, and the
+ * hot path takes no lock without LEV_OPT_THREADSAFE.
+ */
+#define EVU_WAIT_SLOTS 256
+
+struct evu_wait_slot {
+	struct evu_ring *ring; /* atomic */
+	int users;             /* atomic */
+} __attribute__((aligned(64))); /* one per loop thread: no false sharing */
+
+static struct evu_wait_slot evu_wait_slots[EVU_WAIT_SLOTS];
+/* The last ring this thread slept in or counted for: its slot and set. */
+static __thread int evu_tl_slot __attribute__((tls_model("initial-exec"))) = -1;
+static __thread int evu_tl_epfd __attribute__((tls_model("initial-exec"))) = -1;
+
 static pthread_mutex_t evu_wait_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t evu_wait_cv = PTHREAD_COND_INITIALIZER;
 static struct evu_ring *evu_wait_rings; /* under evu_wait_mu */
@@ -69,7 +89,7 @@ static void evu_wait_atfork_child(void)
 	pthread_mutex_init(&evu_wait_mu, NULL);
 	pthread_cond_init(&evu_wait_cv, NULL);
 	for (struct evu_ring *r = evu_wait_rings; r; r = r->wait_next) {
-		__atomic_store_n(&r->wait_users, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&evu_wait_slots[r->wait_slot].users, 0, __ATOMIC_RELAXED);
 		r->n_epfd_not = 0;
 	}
 }
@@ -194,12 +214,32 @@ int evu_wait_ring_init(struct evu_ring *r)
 	}
 	r->wait_state = EVU_WAIT_LEARN;
 	pthread_mutex_lock(&evu_wait_mu);
+	r->wait_slot = -1;
+	for (int i = 0; i < EVU_WAIT_SLOTS; i++) {
+		struct evu_wait_slot *sl = &evu_wait_slots[i];
+
+		/* users of an empty slot are leaving (they found it empty) */
+		if (!__atomic_load_n(&sl->ring, __ATOMIC_SEQ_CST) &&
+		    !__atomic_load_n(&sl->users, __ATOMIC_SEQ_CST)) {
+			r->wait_slot = i;
+			__atomic_store_n(&sl->ring, r, __ATOMIC_SEQ_CST);
+			break;
+		}
+	}
+	if (r->wait_slot < 0) {
+		pthread_mutex_unlock(&evu_wait_mu);
+		ret = -EMFILE; /* that many loops: this one stays in epoll */
+		goto fail_free_ev;
+	}
 	r->wait_next = evu_wait_rings;
 	__atomic_store_n(&evu_wait_rings, r, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&evu_wait_mu);
 	return 0;
 
+fail_free_ev:
+	event_free(r->wait_ev);
+	r->wait_ev = NULL;
 fail_close:
 	close(r->wait_fd);
 	r->wait_fd = -1;
@@ -225,7 +265,8 @@ void evu_wait_ring_fini(struct evu_ring *r)
 		}
 	}
 	__atomic_store_n(&r->wait_dead, true, __ATOMIC_SEQ_CST);
-	while (__atomic_load_n(&r->wait_users, __ATOMIC_SEQ_CST) > 0) {
+	__atomic_store_n(&evu_wait_slots[r->wait_slot].ring, NULL, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&evu_wait_slots[r->wait_slot].users, __ATOMIC_SEQ_CST) > 0) {
 		uint64_t one = 1;
 		struct timespec ts;
 
@@ -500,21 +541,77 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 	return NULL;
 }
 
+static void evu_wait_slot_leave(struct evu_wait_slot *sl, struct evu_ring *r)
+{
+	__atomic_sub_fetch(&sl->users, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&sl->ring, __ATOMIC_SEQ_CST) != r) {
+		/* emptied: a destroy may be waiting for us (r may be gone) */
+		pthread_mutex_lock(&evu_wait_mu);
+		pthread_cond_broadcast(&evu_wait_cv);
+		pthread_mutex_unlock(&evu_wait_mu);
+	}
+}
+
+/*
+ * Without the lock: this thread's cached ring, if it is still its own, in
+ * this process, on this set and learned. *idle: it is, but no listener
+ * wants its door, so epoll serves the call (as evu_wait_find says). On
+ * success the caller holds the slot.
+ */
+static struct evu_ring *evu_wait_cached(int epfd, bool *idle)
+{
+	struct evu_wait_slot *sl;
+	struct evu_ring *r;
+	int state;
+
+	*idle = false;
+	if (evu_tl_slot < 0 || evu_tl_epfd != epfd)
+		return NULL;
+	sl = &evu_wait_slots[evu_tl_slot];
+	__atomic_add_fetch(&sl->users, 1, __ATOMIC_SEQ_CST);
+	r = __atomic_load_n(&sl->ring, __ATOMIC_SEQ_CST);
+	/* own first: epfd is written by the owner alone */
+	if (r && __atomic_load_n(&r->enabled, __ATOMIC_ACQUIRE) &&
+	    pthread_equal(r->submitter, pthread_self()) && r->pid == evu_getpid() &&
+	    r->epfd == epfd) {
+		state = __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE);
+		if (!__atomic_load_n(&r->wait_ev_added, __ATOMIC_ACQUIRE))
+			*idle = true;
+		else if (state == EVU_WAIT_ON || state == EVU_WAIT_OFF)
+			return r;
+	}
+	evu_wait_slot_leave(sl, r);
+	if (!*idle)
+		evu_tl_slot = -1;
+	return NULL;
+}
+
 static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	struct evu_ring *r;
-	bool fake;
+	bool fake = false, idle;
 	int n;
 
 	if (max <= 0)
 		return evu_real_epoll_wait(epfd, ev, max, timeout);
-	pthread_mutex_lock(&evu_wait_mu);
-	r = evu_wait_find(epfd, &fake);
-	if (r)
-		__atomic_add_fetch(&r->wait_users, 1, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&evu_wait_mu);
-	if (!r)
+	r = evu_wait_cached(epfd, &idle);
+	if (idle)
 		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	if (!r) {
+		pthread_mutex_lock(&evu_wait_mu);
+		r = evu_wait_find(epfd, &fake);
+		if (r)
+			__atomic_add_fetch(&evu_wait_slots[r->wait_slot].users, 1,
+					   __ATOMIC_SEQ_CST);
+		pthread_mutex_unlock(&evu_wait_mu);
+		if (!r)
+			return evu_real_epoll_wait(epfd, ev, max, timeout);
+		if (!fake) {
+			/* its own ring, learned: the lock-free path from now */
+			evu_tl_slot = r->wait_slot;
+			evu_tl_epfd = epfd;
+		}
+	}
 	if (fake)
 		n = evu_wait_fake_event(r, ev, max, epfd);
 	else if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST))
@@ -523,12 +620,7 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 		n = evu_wait_in_ring(r, epfd, ev, max, timeout);
 	else
 		n = evu_wait_in_epoll(r, epfd, ev, max, timeout);
-	__atomic_sub_fetch(&r->wait_users, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST)) {
-		pthread_mutex_lock(&evu_wait_mu);
-		pthread_cond_broadcast(&evu_wait_cv);
-		pthread_mutex_unlock(&evu_wait_mu);
-	}
+	evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
 	if (n < 0) {
 		errno = -n;
 		return -1;
@@ -538,7 +630,8 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 
 /*
  * libevent's epoll backend calls this. Exported by libevuring; without a
- * ring in EVURING_WAIT=ring mode it is libc's epoll_wait.
+ * ring that may sleep (EVURING_WAIT=epoll, no io_uring listener) it is
+ * libc's epoll_wait.
  */
 EVURING_API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
