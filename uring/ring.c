@@ -486,6 +486,8 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 		r->submitter = self;
 		__atomic_store_n(&r->submitter_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 		__atomic_store_n(&r->enabled, true, __ATOMIC_RELEASE);
+		if (r->wait_ev)
+			evu_wait_changed(); /* its loop thread may now sleep in it */
 	}
 	r->busy++;
 	return true;

@@ -189,6 +189,9 @@ EVU_HIDDEN void evu_wait_ring_fini(struct evu_ring *r);
 /* A listener's door is wanted, or no longer (wait_ev is pending while
  * any is, as libevent's listener keeps one event per accepting listener). */
 EVU_HIDDEN void evu_wait_door_wanted(struct evu_ring *r, bool wanted);
+/* Something changed that may give a thread's epoll_wait a ring to serve it
+ * (a ring enabled by its loop thread, among others). */
+EVU_HIDDEN void evu_wait_changed(void);
 /* The reaper saw a CQE of the ring's poll on the epoll set. */
 EVU_HIDDEN void evu_wait_note_epoll_cqe(struct evu_ring *r, unsigned flags);
 /* The loop sleeps in this ring: its listening sockets are out of epoll. */

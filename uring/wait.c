@@ -75,6 +75,23 @@ static struct evu_wait_slot evu_wait_slots[EVU_WAIT_SLOTS];
 static __thread int evu_tl_slot __attribute__((tls_model("initial-exec"))) = -1;
 static __thread int evu_tl_epfd __attribute__((tls_model("initial-exec"))) = -1;
 
+/*
+ * And threads that own no ring (other loops of the program, other event
+ * libraries) skip the lookup while nothing changed that could give them
+ * one: whatever could make evu_wait_find answer differently bumps
+ * evu_wait_gen (a ring added, enabled by its loop thread, a door wanted
+ * again, a fork), and a thread remembers the set and generation of its last
+ * lookup that found nothing.
+ */
+static unsigned evu_wait_gen; /* atomic */
+static __thread unsigned evu_tl_none_gen __attribute__((tls_model("initial-exec")));
+static __thread int evu_tl_none_epfd __attribute__((tls_model("initial-exec"))) = -1;
+
+void evu_wait_changed(void)
+{
+	__atomic_add_fetch(&evu_wait_gen, 1, __ATOMIC_SEQ_CST);
+}
+
 static pthread_mutex_t evu_wait_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t evu_wait_cv = PTHREAD_COND_INITIALIZER;
 static struct evu_ring *evu_wait_rings; /* under evu_wait_mu */
@@ -92,6 +109,7 @@ static void evu_wait_atfork_child(void)
 		__atomic_store_n(&evu_wait_slots[r->wait_slot].users, 0, __ATOMIC_RELAXED);
 		r->n_epfd_not = 0;
 	}
+	evu_wait_changed(); /* the parent's rings answer differently here */
 }
 
 static void evu_wait_init(void)
@@ -235,6 +253,7 @@ int evu_wait_ring_init(struct evu_ring *r)
 	__atomic_store_n(&evu_wait_rings, r, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&evu_wait_nrings, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&evu_wait_mu);
+	evu_wait_changed();
 	return 0;
 
 fail_free_ev:
@@ -297,6 +316,7 @@ void evu_wait_door_wanted(struct evu_ring *r, bool wanted)
 		if (r->n_doors_wanted > 0) {
 			event_add(r->wait_ev, NULL);
 			__atomic_store_n(&r->wait_ev_added, true, __ATOMIC_RELEASE);
+			evu_wait_changed();
 		} else {
 			/* No sleep in the ring from now: nothing wakes it but
 			 * wait_fd for a cross-thread destroy, which needs it
@@ -528,6 +548,7 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 				r->epfd = epfd;
 				__atomic_store_n(&r->wait_state, EVU_WAIT_LEARNED,
 						 __ATOMIC_RELEASE);
+				evu_wait_changed(); /* other threads' calls on it */
 				*fake = true;
 				return r;
 			}
@@ -598,14 +619,21 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 	if (idle)
 		return evu_real_epoll_wait(epfd, ev, max, timeout);
 	if (!r) {
+		unsigned gen = __atomic_load_n(&evu_wait_gen, __ATOMIC_SEQ_CST);
+
+		if (evu_tl_none_epfd == epfd && evu_tl_none_gen == gen)
+			return evu_real_epoll_wait(epfd, ev, max, timeout);
 		pthread_mutex_lock(&evu_wait_mu);
 		r = evu_wait_find(epfd, &fake);
 		if (r)
 			__atomic_add_fetch(&evu_wait_slots[r->wait_slot].users, 1,
 					   __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&evu_wait_mu);
-		if (!r)
+		if (!r) {
+			evu_tl_none_epfd = epfd;
+			evu_tl_none_gen = gen;
 			return evu_real_epoll_wait(epfd, ev, max, timeout);
+		}
 		if (!fake) {
 			/* its own ring, learned: the lock-free path from now */
 			evu_tl_slot = r->wait_slot;
