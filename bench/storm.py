@@ -51,14 +51,14 @@ import subprocess
 import sys
 import time
 
-ALL_VARIANTS = ["libevent", "evuring", "preload", "fallback",
+ALL_VARIANTS = ["libevent", "evuring", "evuring-epoll", "preload", "fallback",
                 "raw-uring", "raw-uring-gpn", "floor", "floor-defer", "accept4"]
 # Measured on request only (--variants), experiments on the wakeup path
 # (docs/design.md): the floor loop woken through a registered eventfd
 # (evuring's wakeup before 2026-12), through a COOP_TASKRUN ring, lingering in
 # io_uring's wait; the raw loop also harvesting an epoll set.
 EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll",
-                  "evuring-ringwait", "evuring-epoll", "evuring-auto"]
+                  "evuring-ringwait", "evuring-auto"]
 ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
