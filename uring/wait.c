@@ -564,8 +564,11 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 
 static void evu_wait_slot_leave(struct evu_wait_slot *sl, struct evu_ring *r)
 {
+	struct evu_ring *now;
+
 	__atomic_sub_fetch(&sl->users, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&sl->ring, __ATOMIC_SEQ_CST) != r) {
+	now = __atomic_load_n(&sl->ring, __ATOMIC_SEQ_CST);
+	if (!now || now != r) {
 		/* emptied: a destroy may be waiting for us (r may be gone) */
 		pthread_mutex_lock(&evu_wait_mu);
 		pthread_cond_broadcast(&evu_wait_cv);
