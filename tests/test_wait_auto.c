@@ -6,7 +6,8 @@
  * never move (ring: always the ring, epoll and the event backend: always
  * epoll). Whatever the mode, in every phase each connection is delivered
  * once with its client's address and every byte of the echo traffic comes
- * back: the switches lose nothing.
+ * back: the switches lose nothing. And the base holds one added event for
+ * the listener, as with libevent's listener, wherever the loop sleeps.
  *
  * Phases: 300 connections (paced, so the loop sleeps between them), then
  * 400 one-byte round trips on a socketpair with no connection, then 300
@@ -160,6 +161,9 @@ static void check_mode(struct event_base *base, const char *after, int want)
 
 	printf("after %s: the loop sleeps in %s\n", after, got ? "the ring" : "epoll");
 	CHECKF(got == want, "after %s: sleeps_in_ring %d, expected %d", after, got, want);
+	/* as libevent's listener: one event for the listener, wherever the
+	 * loop sleeps (its socket's; asleep in the ring, one in its place) */
+	CHECK_EQ(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 1);
 }
 
 int main(void)

@@ -29,6 +29,7 @@ static void evu_ulev_door_cb(evutil_socket_t fd, short what, void *arg)
 	if (!r || !evu_ring_enter_loop(r))
 		return; /* retired: the listener moved to a ring of this thread */
 	r->win_accept++; /* EVURING_WAIT=auto's tally, while it sleeps in epoll */
+	evu_wait_on_callback(r);
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
 }
@@ -93,6 +94,21 @@ static void evu_ulev_update_door(struct evu_ulev *ul)
 		event_add(ul->door_ev, NULL);
 	else
 		event_del_noblock(ul->door_ev);
+}
+
+int evu_ring_any_door_fd(struct evu_ring *r)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&r->mu);
+	for (struct evu_ulev *ul = r->ulevs; ul && fd < 0; ul = ul->ring_next) {
+		evu_lock(ul->lev);
+		if (ul->door_on)
+			fd = ul->lev->fd;
+		evu_unlock(ul->lev);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return fd;
 }
 
 void evu_ring_update_doors(struct evu_ring *r)

@@ -102,7 +102,8 @@ struct evu_ring {
 	bool epoll_harvest;       /* that poll fired: harvest epfd before sleeping */
 	bool harvest_again;       /* the last harvest returned events */
 	bool wait_dead;           /* atomic: being destroyed */
-	bool wait_ev_added;       /* atomic: some listener wants its door */
+	bool any_door_wanted;     /* atomic: some listener wants its door */
+	bool wait_ev_on;          /* atomic, written under mu: wait_ev is added */
 	int n_doors_wanted;       /* under mu */
 	int wait_slot;            /* wait.c's slot: its users are the calls using the ring */
 	/* EVURING_WAIT=auto, loop thread only: this window's wakeups for
@@ -192,6 +193,11 @@ EVU_HIDDEN void evu_wait_door_wanted(struct evu_ring *r, bool wanted);
 /* Something changed that may give a thread's epoll_wait a ring to serve it
  * (a ring enabled by its loop thread, among others). */
 EVU_HIDDEN void evu_wait_changed(void);
+/* Loop thread, first thing in the ring's callbacks (a door's, wait_ev's):
+ * carry out a switch the wait decided on. */
+EVU_HIDDEN void evu_wait_on_callback(struct evu_ring *r);
+/* uring-backend.c: the fd of a listener whose door is in epoll, or -1. */
+EVU_HIDDEN int evu_ring_any_door_fd(struct evu_ring *r);
 /* The reaper saw a CQE of the ring's poll on the epoll set. */
 EVU_HIDDEN void evu_wait_note_epoll_cqe(struct evu_ring *r, unsigned flags);
 /* The loop sleeps in this ring: its listening sockets are out of epoll. */

@@ -148,7 +148,11 @@ bool evu_ring_sleeps_in_ring(struct evu_ring *r)
 	return __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON;
 }
 
-/* Loop thread, in wait_cb. */
+static void evu_wait_update_ev(struct evu_ring *r);
+static struct evu_ring *evu_wait_cached(int epfd, bool *idle);
+static void evu_wait_slot_leave(struct evu_wait_slot *sl, struct evu_ring *r);
+
+/* Loop thread, in a ring callback. */
 static void evu_wait_switch(struct evu_ring *r, int to)
 {
 	r->win_accept = r->win_other = 0;
@@ -161,6 +165,9 @@ static void evu_wait_switch(struct evu_ring *r, int to)
 	 * by it, and the next call arms a new one. */
 	if (to == EVU_WAIT_OFF && r->epoll_poll_armed)
 		evu_ring_cancel(r, EVU_UD_EPOLL, true);
+	pthread_mutex_lock(&r->mu);
+	evu_wait_update_ev(r);
+	pthread_mutex_unlock(&r->mu);
 	evu_ring_update_doors(r);
 }
 
@@ -185,6 +192,24 @@ static void evu_wait_tally(struct evu_ring *r)
 	r->win_accept = r->win_other = 0;
 }
 
+void evu_wait_on_callback(struct evu_ring *r)
+{
+	if (!r->wait_ev)
+		return;
+	/* Outside epoll_wait, in a normal callback: the events' changes reach
+	 * epoll before the loop next sleeps (libevent applies them first). */
+	if (r->wait_state == EVU_WAIT_LEARNED)
+		/* auto starts as libevent's loop and goes to the ring once
+		 * a window shows it sleeps mostly for accepts */
+		evu_wait_switch(r, evu_wait_mode == EVU_WAITMODE_AUTO ? EVU_WAIT_OFF
+								  : EVU_WAIT_ON);
+	else if (r->wait_state == EVU_WAIT_OFF && r->wait_switch)
+		evu_wait_switch(r, EVU_WAIT_ON);
+	else if (r->wait_state == EVU_WAIT_ON && r->wait_switch)
+		evu_wait_switch(r, EVU_WAIT_OFF);
+	r->wait_switch = false;
+}
+
 static void evu_wait_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evu_ring *r = arg;
@@ -199,18 +224,7 @@ static void evu_wait_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!evu_ring_enter_loop(r))
 		return; /* retired: its listeners moved to a ring of this thread */
-	/* Outside epoll_wait, in a normal callback: the doors' changes reach
-	 * epoll before the loop next sleeps (libevent applies them first). */
-	if (r->wait_state == EVU_WAIT_LEARNED)
-		/* auto starts as libevent's loop and goes to the ring once
-		 * a window shows it sleeps mostly for accepts */
-		evu_wait_switch(r, evu_wait_mode == EVU_WAITMODE_AUTO ? EVU_WAIT_OFF
-								  : EVU_WAIT_ON);
-	else if (r->wait_state == EVU_WAIT_OFF && r->wait_switch)
-		evu_wait_switch(r, EVU_WAIT_ON);
-	else if (r->wait_state == EVU_WAIT_ON && r->wait_switch)
-		evu_wait_switch(r, EVU_WAIT_OFF);
-	r->wait_switch = false;
+	evu_wait_on_callback(r);
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
 }
@@ -306,25 +320,38 @@ void evu_wait_ring_fini(struct evu_ring *r)
 	r->wait_fd = -1;
 }
 
+/*
+ * wait_ev is in the base while some door is wanted and the loop may sleep
+ * in the ring (or the ring still learns its set): so the base's pending
+ * events are those of libevent's listener, or one in their place. Asleep
+ * in epoll (OFF) the doors are all there is, as with libevent. Under mu.
+ */
+static void evu_wait_update_ev(struct evu_ring *r)
+{
+	bool want = r->n_doors_wanted > 0 &&
+		    __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) != EVU_WAIT_OFF;
+
+	if (want == __atomic_load_n(&r->wait_ev_on, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&r->wait_ev_on, want, __ATOMIC_RELEASE);
+	if (want)
+		event_add(r->wait_ev, NULL);
+	else
+		event_del_noblock(r->wait_ev);
+}
+
 void evu_wait_door_wanted(struct evu_ring *r, bool wanted)
 {
 	if (!r || !r->wait_ev)
 		return;
 	pthread_mutex_lock(&r->mu);
 	r->n_doors_wanted += wanted ? 1 : -1;
-	if ((r->n_doors_wanted > 0) != __atomic_load_n(&r->wait_ev_added, __ATOMIC_RELAXED)) {
-		if (r->n_doors_wanted > 0) {
-			event_add(r->wait_ev, NULL);
-			__atomic_store_n(&r->wait_ev_added, true, __ATOMIC_RELEASE);
+	if ((r->n_doors_wanted > 0) != __atomic_load_n(&r->any_door_wanted, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&r->any_door_wanted, r->n_doors_wanted > 0, __ATOMIC_RELEASE);
+		if (r->n_doors_wanted > 0)
 			evu_wait_changed();
-		} else {
-			/* No sleep in the ring from now: nothing wakes it but
-			 * wait_fd for a cross-thread destroy, which needs it
-			 * in epoll. */
-			__atomic_store_n(&r->wait_ev_added, false, __ATOMIC_RELEASE);
-			event_del_noblock(r->wait_ev);
-		}
 	}
+	evu_wait_update_ev(r);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -445,36 +472,55 @@ static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev
 static int evu_wait_fake_event(struct evu_ring *r, struct epoll_event *ev, int max,
 			       int epfd)
 {
-	int n = 0;
+	int n = 0, fd = r->wait_fd;
 
-	if (max > 1) {
-		n = evu_real_epoll_wait(epfd, ev, max - 1, 0);
+	/* Asleep in epoll wait_ev is not in the base: a door's callback
+	 * takes the event instead (it only reaps, if no socket is ready). */
+	if (!__atomic_load_n(&r->wait_ev_on, __ATOMIC_ACQUIRE))
+		fd = evu_ring_any_door_fd(r);
+	if (max > 1 || fd < 0) {
+		n = evu_real_epoll_wait(epfd, ev, fd < 0 ? max : max - 1, 0);
 		if (n < 0)
 			n = 0;
 	}
+	if (fd < 0)
+		return n;
 	ev[n].events = EPOLLIN;
 	ev[n].data.u64 = 0;
-	ev[n].data.fd = r->wait_fd;
+	ev[n].data.fd = fd;
 	return n + 1;
 }
 
 /*
  * The loop thread, its ring learned but in EVU_WAIT_OFF: epoll as usual,
- * counting the events (the doors' callbacks count theirs).
+ * counting the events (the doors' callbacks count theirs). The slot is
+ * left while it sleeps, so that a destroy in another thread need not wake
+ * it (wait_fd is not in epoll now), and taken again to count.
  */
 static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *ev,
 			     int max, int timeout)
 {
+	struct evu_ring *again;
+	bool idle;
 	int n;
 
 	evu_wait_tally(r);
-	if (r->wait_switch)
-		return evu_wait_fake_event(r, ev, max, epfd);
+	if (r->wait_switch) {
+		n = evu_wait_fake_event(r, ev, max, epfd);
+		evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
+		return n;
+	}
+	evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
 	n = evu_real_epoll_wait(epfd, ev, max, timeout);
 	if (n < 0)
 		return -errno;
-	for (int i = 0; i < n; i++)
-		r->win_other += ev[i].data.fd != r->wait_fd;
+	again = evu_wait_cached(epfd, &idle);
+	if (again == r) {
+		for (int i = 0; i < n; i++)
+			r->win_other += ev[i].data.fd != r->wait_fd;
+	}
+	if (again)
+		evu_wait_slot_leave(&evu_wait_slots[again->wait_slot], again);
 	return n;
 }
 
@@ -521,7 +567,7 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 		/* No door wanted: wait_fd is not in epoll (nothing to learn,
 		 * nothing to wake a sleeper) and no listening socket is
 		 * missing from it. */
-		if (!__atomic_load_n(&r->wait_ev_added, __ATOMIC_ACQUIRE))
+		if (!__atomic_load_n(&r->any_door_wanted, __ATOMIC_ACQUIRE))
 			continue;
 
 		if (r->pid != pid) {
@@ -599,7 +645,7 @@ static struct evu_ring *evu_wait_cached(int epfd, bool *idle)
 	    pthread_equal(r->submitter, pthread_self()) && r->pid == evu_getpid() &&
 	    r->epfd == epfd) {
 		state = __atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE);
-		if (!__atomic_load_n(&r->wait_ev_added, __ATOMIC_ACQUIRE))
+		if (!__atomic_load_n(&r->any_door_wanted, __ATOMIC_ACQUIRE))
 			*idle = true;
 		else if (state == EVU_WAIT_ON || state == EVU_WAIT_OFF)
 			return r;
@@ -608,6 +654,15 @@ static struct evu_ring *evu_wait_cached(int epfd, bool *idle)
 	if (!*idle)
 		evu_tl_slot = -1;
 	return NULL;
+}
+
+static int evu_wait_result(int n)
+{
+	if (n < 0) {
+		errno = -n;
+		return -1;
+	}
+	return n;
 }
 
 static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout)
@@ -650,13 +705,9 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 	else if (__atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON)
 		n = evu_wait_in_ring(r, epfd, ev, max, timeout);
 	else
-		n = evu_wait_in_epoll(r, epfd, ev, max, timeout);
+		return evu_wait_result(evu_wait_in_epoll(r, epfd, ev, max, timeout));
 	evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
-	if (n < 0) {
-		errno = -n;
-		return -1;
-	}
-	return n;
+	return evu_wait_result(n);
 }
 
 /*
