@@ -1,5 +1,7 @@
 /*
- * EVURING_WAIT=ring: the loop sleeps in the ring instead of in epoll_wait.
+ * Where libevent's loop sleeps: in the ring instead of in epoll_wait
+ * (EVURING_WAIT=ring), never (=epoll), or while it wakes mostly for
+ * connections (=auto, the default; states OFF and ON below).
  *
  * In the accept storm every wakeup through epoll costs two kernel crossings
  * (epoll_wait, then io_uring_enter to run the queued accepts); sleeping in
@@ -7,7 +9,7 @@
  * libevent's epoll backend calls epoll_wait, so libevuring exports it. A call
  * is served from a ring only from the thread that owns it, on the epoll set
  * of the ring's base; every other call goes to libc's, after one atomic load
- * when no ring sleeps anywhere.
+ * when no ring may sleep anywhere.
  *
  * While a ring is in this mode its listening sockets are out of epoll (their
  * readiness would wake epoll, and we would have to harvest it: two crossings
