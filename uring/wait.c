@@ -175,7 +175,8 @@ static void evu_wait_switch(struct evu_ring *r, int to)
 
 /*
  * EVURING_WAIT=auto: one more wakeup counted; at the window's end, whether
- * to switch (wait_cb does, on the next call's fake event).
+ * to switch (a ring callback does, evu_wait_on_callback, on a read event the
+ * wait returns: wait_fd's in the ring, a listening socket's in epoll).
  */
 static void evu_wait_tally(struct evu_ring *r)
 {
