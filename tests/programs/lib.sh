@@ -94,6 +94,9 @@ need_uring_if_asked() {
 start_program() {
 	prog_name=$1
 	shift
+	# The redirections below happen in the child, after the fork: until then
+	# a previous program's output (its READY line) would still be read.
+	rm -f "$tmp/prog.out" "$tmp/prog.err"
 	case $backend in
 	plain) env -u LD_PRELOAD -u EVURING_BACKEND "$@" >"$tmp/prog.out" 2>"$tmp/prog.err" & ;;
 	*) env LD_PRELOAD="$preload" EVURING_BACKEND="$backend" EVURING_DEBUG=1 \
@@ -160,7 +163,6 @@ check_backend() {
 	case $backend in
 	uring)
 		if [ "$rings" -lt 1 ]; then
-			# seen once in CI (programs.evhtp.ringwait), never reproduced:
 			# what the program held instead
 			for p in $(prog_tree); do
 				echo "--- /proc/$p/fd"
