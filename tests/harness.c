@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -564,6 +565,99 @@ int harness_run_until(struct event_base *base, int (*pred)(void *), void *arg,
 		return 1;
 	run_ticker(&u);
 	return pred(arg);
+}
+
+int harness_wait_policy(int backend)
+{
+#ifdef EVU_TEST_REFERENCE
+	return 'e'; /* libevent's loop: epoll_wait */
+#else
+	const char *w = getenv("EVURING_WAIT"), *f = getenv("EVURING_RING_FLAGS");
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (backend != EVURING_BACKEND_URING || (f && *f && strcmp(f, "defer")))
+		return 'e';
+	if (uname(&u) == 0)
+		sscanf(u.release, "%d.%d", &major, &minor);
+	if (major < 6 || (major == 6 && minor < 1))
+		return 'e'; /* no DEFER_TASKRUN: no ring to sleep in */
+	if (w && !strcmp(w, "ring"))
+		return 'r';
+	if (w && !strcmp(w, "epoll"))
+		return 'e';
+	return 'a';
+#endif
+}
+
+void harness_ports_init(struct harness_ports *p)
+{
+	atomic_store(&p->conns, 0);
+	atomic_store(&p->bad, 0);
+	p->seen = calloc(65536, sizeof *p->seen);
+	CHECK(p->seen != NULL);
+}
+
+void harness_ports_free(struct harness_ports *p)
+{
+	free(p->seen);
+	p->seen = NULL;
+}
+
+void harness_ports_accepted(struct harness_ports *p, const struct sockaddr *sa, int socklen)
+{
+	/* a port seen twice would be a connection delivered twice */
+	if (socklen != (int)sizeof(struct sockaddr_in) ||
+	    atomic_fetch_add(&p->seen[harness_port(sa)], 1) != 0)
+		atomic_fetch_add(&p->bad, 1);
+	atomic_fetch_add(&p->conns, 1);
+}
+
+void harness_ports_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+		      int socklen, void *arg)
+{
+	(void)lev;
+	harness_ports_accepted(arg, sa, socklen);
+	close(fd);
+}
+
+struct ports_run {
+	struct harness_ports *p;
+	struct harness_storm *s;
+	int before;
+};
+
+static int ports_delivered(void *arg)
+{
+	struct ports_run *r = arg;
+
+	return harness_storm_finished(r->s) &&
+	       atomic_load(&r->p->conns) - r->before >= atomic_load(&r->s->completed);
+}
+
+void harness_ports_paced(struct harness_ports *p, struct event_base *base,
+			 const struct sockaddr_in *sin, int n, int pace_us)
+{
+	struct harness_storm s;
+	struct ports_run r = { p, &s, atomic_load(&p->conns) };
+
+	for (int i = 0; i < 65536; i++)
+		atomic_store(&p->seen[i], 0);
+	harness_storm_start(&s, (const struct sockaddr *)sin, sizeof *sin, n, 1, pace_us);
+	CHECKF(harness_run_until(base, ports_delivered, &r, 20000),
+	       "%d of %d connections delivered", atomic_load(&p->conns) - r.before,
+	       atomic_load(&s.completed));
+	harness_storm_join(&s);
+	CHECK_EQ(atomic_load(&s.failed), 0);
+	CHECK_EQ(atomic_load(&s.completed), n);
+	CHECK_EQ(atomic_load(&p->conns) - r.before, n);
+	CHECK_EQ(atomic_load(&p->bad), 0);
+	for (int i = 0; i < 65536; i++)
+		CHECKF(atomic_load(&p->seen[i]) == atomic_load(&s.by_port[i]),
+		       "port %d: %d callbacks, %d connects", i, atomic_load(&p->seen[i]),
+		       atomic_load(&s.by_port[i]));
+	harness_storm_free(&s);
+	harness_run_for(base, 20);
 }
 
 /* ---- resources ---------------------------------------------------------- */

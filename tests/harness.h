@@ -101,6 +101,13 @@ int harness_is_reference(void);
  * build or when no backend is expected). */
 void harness_check_backend(struct evconnlistener *lev);
 
+/* Where a base's loop should sleep in this run, for a listener on @p
+ * backend (evuring_listener_backend()): 'a' where its traffic says
+ * (EVURING_WAIT=auto, the default), 'r' in the ring (=ring), 'e' in epoll
+ * (=epoll; the event backend; a kernel before 6.1, without DEFER_TASKRUN,
+ * or that ring mode forced off). */
+int harness_wait_policy(int backend);
+
 /* event_base_new(), checked. */
 struct event_base *harness_base(void);
 /* evthread_use_pthreads(), checked; call before harness_base(). */
@@ -186,6 +193,27 @@ void harness_storm_start(struct harness_storm *s, const struct sockaddr *sa,
 int harness_storm_finished(struct harness_storm *s);
 void harness_storm_join(struct harness_storm *s);
 void harness_storm_free(struct harness_storm *s);
+
+/* Connections counted by the port of their client, from a listener's
+ * callback: each must be delivered once, with its own client's address. */
+struct harness_ports {
+	atomic_int conns;         /* callbacks */
+	atomic_int bad;           /* a port seen twice, or a wrong address length */
+	atomic_ushort *seen;      /* callbacks per client port */
+};
+
+void harness_ports_init(struct harness_ports *p);
+void harness_ports_free(struct harness_ports *p);
+/* From the listener's callback (IPv4 listeners). */
+void harness_ports_accepted(struct harness_ports *p, const struct sockaddr *sa, int socklen);
+/* A listener callback that counts into the harness_ports @p arg and closes. */
+void harness_ports_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+		      int socklen, void *arg);
+/* @p n connections from one client thread, @p pace_us apart, while the loop
+ * runs (up to 20 s); checks each was delivered once, by its client's port,
+ * then runs the loop 20 ms more (a mode switch decided at the last wakeup). */
+void harness_ports_paced(struct harness_ports *p, struct event_base *base,
+			 const struct sockaddr_in *sin, int n, int pace_us);
 
 /* ---- loop helpers ------------------------------------------------------- */
 

@@ -22,9 +22,11 @@
  *   1 s and prints the delay.
  */
 #include "harness.h"
+#ifdef EVU_TEST_EPOLL_VIA
+#include "epoll_via.h"
+#endif
 
 #include <signal.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #define NBYTES 50
@@ -40,23 +42,6 @@ static void acc_cb(struct evconnlistener *lev, evutil_socket_t fd,
 }
 
 static int conns_at_least(void *arg) { return conns >= *(int *)arg; }
-
-/* Whether this run must switch: EVURING_WAIT=ring on the io_uring backend,
- * in its DEFER_TASKRUN mode (Linux 6.1+, not forced down to coop). */
-static int switch_expected(int backend)
-{
-	const char *w = getenv("EVURING_WAIT"), *f = getenv("EVURING_RING_FLAGS");
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (!w || strcmp(w, "ring") || backend != EVURING_BACKEND_URING)
-		return 0;
-	if (f && *f && strcmp(f, "defer"))
-		return 0;
-	if (uname(&u) == 0)
-		sscanf(u.release, "%d.%d", &major, &minor);
-	return major > 6 || (major == 6 && minor >= 1);
-}
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -140,7 +125,7 @@ int main(void)
 	CHECK_EQ(errno, EINVAL);
 	lev = harness_listen_ipv4(base, acc_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
 				  -1, &sin);
-	expect = switch_expected(evuring_listener_backend(lev));
+	expect = harness_wait_policy(evuring_listener_backend(lev)) == 'r';
 	CHECK_EQ(evuring_base_sleeps_in_ring(base), 0);
 	close(harness_connect((struct sockaddr *)&sin, sizeof sin, 0, NULL));
 	want = 1;
@@ -241,6 +226,11 @@ int main(void)
 	       conns - want + 1);
 	evconnlistener_free(lev2);
 
+#ifdef EVU_TEST_EPOLL_VIA
+	/* libevent's loop waited through the export under test */
+	printf("%ld waits through %s\n", epoll_via_calls(), epoll_via_name());
+	CHECK(epoll_via_calls() > 0);
+#endif
 	event_base_free(base);
 	printf("PASS\n");
 	return 0;

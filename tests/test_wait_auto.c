@@ -14,83 +14,21 @@
  * connections again.
  */
 #include "harness.h"
+#ifdef EVU_TEST_EPOLL_VIA
+#include "epoll_via.h"
+#endif
 
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #define NCONNS 300
 #define NTRIPS 400
 
-static atomic_int conns;
-static atomic_int bad_port;
-static atomic_ushort *seen;
+static struct harness_ports ports;
 
-static void acc_cb(struct evconnlistener *lev, evutil_socket_t fd,
-		   struct sockaddr *sa, int socklen, void *arg)
-{
-	uint16_t port = harness_port(sa);
-
-	/* a port seen twice would be a connection delivered twice */
-	if (socklen != (int)sizeof(struct sockaddr_in) || atomic_fetch_add(&seen[port], 1) != 0)
-		atomic_fetch_add(&bad_port, 1);
-	atomic_fetch_add(&conns, 1);
-	close(fd);
-}
-
-static int storm_delivered(void *arg)
-{
-	struct harness_storm *s = arg;
-
-	return harness_storm_finished(s) &&
-	       atomic_load(&conns) >= atomic_load(&s->completed);
-}
-
-/* What the mode of this run should be after each phase: 'a' follows the
- * traffic, 'r' stays in the ring, 'e' stays in epoll. */
-static char expected_policy(int backend)
-{
-	const char *w = getenv("EVURING_WAIT"), *f = getenv("EVURING_RING_FLAGS");
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (backend != EVURING_BACKEND_URING || (f && *f && strcmp(f, "defer")))
-		return 'e';
-	if (uname(&u) == 0)
-		sscanf(u.release, "%d.%d", &major, &minor);
-	if (major < 6 || (major == 6 && minor < 1))
-		return 'e'; /* no DEFER_TASKRUN: no ring to sleep in */
-	if (w && !strcmp(w, "ring"))
-		return 'r';
-	if (w && !strcmp(w, "epoll"))
-		return 'e';
-	return 'a';
-}
-
+/* one client thread, 200 us apart: the loop sleeps before most */
 static void connections_phase(struct event_base *base, const struct sockaddr_in *sin)
 {
-	struct harness_storm s;
-	int before = atomic_load(&conns);
-
-	for (int p = 0; p < 65536; p++)
-		atomic_store(&seen[p], 0);
-	/* one client thread, 200 us apart: the loop sleeps before most */
-	harness_storm_start(&s, (const struct sockaddr *)sin, sizeof *sin, NCONNS, 1, 200);
-	CHECKF(harness_run_until(base, storm_delivered, &s, 20000),
-	       "%d of %d connections delivered", atomic_load(&conns) - before,
-	       atomic_load(&s.completed));
-	harness_storm_join(&s);
-	CHECK_EQ(atomic_load(&s.failed), 0);
-	CHECK_EQ(atomic_load(&s.completed), NCONNS);
-	CHECK_EQ(atomic_load(&conns) - before, NCONNS);
-	CHECK_EQ(atomic_load(&bad_port), 0);
-	/* each connection's callback got its own client's port */
-	for (int p = 0; p < 65536; p++)
-		CHECKF(atomic_load(&seen[p]) == atomic_load(&s.by_port[p]),
-		       "port %d: %d callbacks, %d connects", p, atomic_load(&seen[p]),
-		       atomic_load(&s.by_port[p]));
-	harness_storm_free(&s);
-	/* let a switch decided at the last wakeup take effect */
-	harness_run_for(base, 20);
+	harness_ports_paced(&ports, base, sin, NCONNS, 200);
 }
 
 struct echo {
@@ -174,12 +112,11 @@ int main(void)
 	char policy;
 
 	harness_init("wait_auto");
-	seen = calloc(65536, sizeof *seen);
-	CHECK(seen != NULL);
+	harness_ports_init(&ports);
 	base = harness_base();
-	lev = harness_listen_ipv4(base, acc_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	lev = harness_listen_ipv4(base, harness_ports_cb, &ports, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
 				  -1, &sin);
-	policy = expected_policy(evuring_listener_backend(lev));
+	policy = harness_wait_policy(evuring_listener_backend(lev));
 	printf("EVURING_WAIT=%s: expected policy %s\n",
 	       getenv("EVURING_WAIT") ? getenv("EVURING_WAIT") : "(unset)",
 	       policy == 'a' ? "follow the traffic" : policy == 'r' ? "the ring" : "epoll");
@@ -200,7 +137,12 @@ int main(void)
 	evconnlistener_free(lev);
 	CHECK_EQ(event_base_dispatch(base), 1); /* nothing left pending */
 	event_base_free(base);
-	free(seen);
+#ifdef EVU_TEST_EPOLL_VIA
+	/* libevent's loop waited through the export under test */
+	printf("%ld waits through %s\n", epoll_via_calls(), epoll_via_name());
+	CHECK(epoll_via_calls() > 0);
+#endif
+	harness_ports_free(&ports);
 	printf("ok\n");
 	return 0;
 }

@@ -6,10 +6,11 @@
  * In the accept storm every wakeup through epoll costs two kernel crossings
  * (epoll_wait, then io_uring_enter to run the queued accepts); sleeping in
  * io_uring_enter costs one, since the same call waits and runs the accept.
- * libevent's epoll backend calls epoll_wait, so libevuring exports it. A call
- * is served from a ring only from the thread that owns it, on the epoll set
- * of the ring's base; every other call goes to libc's, after one atomic load
- * when no ring may sleep anywhere.
+ * libevent's epoll backend calls epoll_wait (2.2, where libc has it,
+ * epoll_pwait2), so libevuring exports the three. A call is served from a
+ * ring only from the thread that owns it, on the epoll set of the ring's
+ * base; every other call goes to libc's, after one atomic load when no ring
+ * may sleep anywhere.
  *
  * While a ring is in this mode its listening sockets are out of epoll (their
  * readiness would wake epoll, and we would have to harvest it: two crossings
@@ -56,6 +57,19 @@ enum { EVU_WAITMODE_EPOLL, EVU_WAITMODE_RING, EVU_WAITMODE_AUTO };
 #define EVU_WAIT_WINDOW 64
 
 typedef int (*evu_epoll_wait_fn)(int, struct epoll_event *, int, int);
+typedef int (*evu_epoll_pwait_fn)(int, struct epoll_event *, int, int, const sigset_t *);
+typedef int (*evu_epoll_pwait2_fn)(int, struct epoll_event *, int, const struct timespec *,
+				   const sigset_t *);
+
+/* One call of the exported family, as the program made it. */
+enum { EVU_CALL_WAIT, EVU_CALL_PWAIT, EVU_CALL_PWAIT2 };
+
+struct evu_wait_call {
+	int kind;
+	int timeout_ms;            /* epoll_wait, epoll_pwait; < 0: forever */
+	const struct timespec *ts; /* epoll_pwait2; NULL: forever */
+	const sigset_t *sigmask;   /* epoll_pwait, epoll_pwait2; may be NULL */
+};
 
 /*
  * Each ring in this mode owns a slot, which is never freed: a call holds
@@ -99,6 +113,8 @@ static pthread_cond_t evu_wait_cv = PTHREAD_COND_INITIALIZER;
 static struct evu_ring *evu_wait_rings; /* under evu_wait_mu */
 static int evu_wait_nrings;             /* atomic: the fast path's test */
 static evu_epoll_wait_fn evu_real_epoll_wait_fn;
+static evu_epoll_pwait_fn evu_real_epoll_pwait_fn;
+static evu_epoll_pwait2_fn evu_real_epoll_pwait2_fn;
 static pthread_once_t evu_wait_once = PTHREAD_ONCE_INIT;
 static int evu_wait_mode;
 
@@ -119,6 +135,9 @@ static void evu_wait_init(void)
 	const char *v = getenv("EVURING_WAIT");
 
 	evu_real_epoll_wait_fn = (evu_epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
+	evu_real_epoll_pwait_fn = (evu_epoll_pwait_fn)dlsym(RTLD_NEXT, "epoll_pwait");
+	/* glibc 2.35 and later */
+	evu_real_epoll_pwait2_fn = (evu_epoll_pwait2_fn)dlsym(RTLD_NEXT, "epoll_pwait2");
 	evu_wait_mode = EVU_WAITMODE_AUTO;
 	if (v && !strcmp(v, "ring"))
 		evu_wait_mode = EVU_WAITMODE_RING;
@@ -137,6 +156,53 @@ static int evu_real_epoll_wait(int epfd, struct epoll_event *ev, int max, int ti
 		return -1;
 	}
 	return evu_real_epoll_wait_fn(epfd, ev, max, timeout);
+}
+
+/* The program's call, made as it was to libc's. */
+static int evu_wait_real(const struct evu_wait_call *c, int epfd, struct epoll_event *ev,
+			 int max)
+{
+	pthread_once(&evu_wait_once, evu_wait_init);
+	switch (c->kind) {
+	case EVU_CALL_PWAIT:
+		if (evu_real_epoll_pwait_fn)
+			return evu_real_epoll_pwait_fn(epfd, ev, max, c->timeout_ms, c->sigmask);
+		break;
+	case EVU_CALL_PWAIT2:
+		if (evu_real_epoll_pwait2_fn)
+			return evu_real_epoll_pwait2_fn(epfd, ev, max, c->ts, c->sigmask);
+		break;
+	default:
+		return evu_real_epoll_wait(epfd, ev, max, c->timeout_ms);
+	}
+	errno = ENOSYS;
+	return -1;
+}
+
+/* Whether the call only looks (a zero timeout). */
+static bool evu_wait_call_polls(const struct evu_wait_call *c)
+{
+	if (c->kind == EVU_CALL_PWAIT2)
+		return c->ts && c->ts->tv_sec == 0 && c->ts->tv_nsec == 0;
+	return c->timeout_ms == 0;
+}
+
+/* The call's timeout for the ring's sleep; NULL: forever. */
+static struct __kernel_timespec *evu_wait_call_kts(const struct evu_wait_call *c,
+						   struct __kernel_timespec *kts)
+{
+	if (c->kind == EVU_CALL_PWAIT2) {
+		if (!c->ts)
+			return NULL;
+		kts->tv_sec = c->ts->tv_sec;
+		kts->tv_nsec = c->ts->tv_nsec;
+		return kts;
+	}
+	if (c->timeout_ms < 0)
+		return NULL;
+	kts->tv_sec = c->timeout_ms / 1000;
+	kts->tv_nsec = (c->timeout_ms % 1000) * 1000000LL;
+	return kts;
 }
 
 bool evu_wait_wanted(void)
@@ -411,39 +477,36 @@ static int evu_wait_arm_epoll_poll(struct evu_ring *r, int epfd)
 
 /* The loop thread, its ring in EVU_WAIT_ON, epfd its base's set. */
 static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev,
-			    int max, int timeout)
+			    int max, const struct evu_wait_call *c)
 {
-	bool have_cq;
+	bool have_cq, polls = evu_wait_call_polls(c);
 	int n = 0, ret;
 
 	/* Without the poll on the epoll set armed, a sleep here would miss
 	 * the rest of the base, and epoll would miss the listening sockets:
 	 * then only look, as for a zero timeout (libevent calls again). */
 	if (evu_wait_arm_epoll_poll(r, epfd) < 0)
-		timeout = 0;
+		polls = true;
 	if (r->sq_pending && evu_ring_submit_sqes(r) < 0)
-		timeout = 0;
+		polls = true;
 	/* Queued accepts first, without waiting: a busy epoll set must not
 	 * starve them. */
 	evu_ring_run_pending(r);
 	have_cq = evu_wait_scan_cq(r);
-	if (!have_cq && !r->epoll_harvest && !r->harvest_again && timeout != 0) {
-		struct __kernel_timespec ts, *tsp = NULL;
+	if (!have_cq && !r->epoll_harvest && !r->harvest_again && !polls) {
+		struct __kernel_timespec kts;
 		struct io_uring_cqe *cqe;
 
-		if (timeout > 0) {
-			ts.tv_sec = timeout / 1000;
-			ts.tv_nsec = (timeout % 1000) * 1000000LL;
-			tsp = &ts;
-		}
-		ret = io_uring_wait_cqes(&r->uring, &cqe, 1, tsp, NULL);
+		/* the call's signal mask holds while it sleeps, as in epoll */
+		ret = io_uring_wait_cqes(&r->uring, &cqe, 1, evu_wait_call_kts(c, &kts),
+					 (sigset_t *)c->sigmask);
 		if (ret == -EINTR)
 			return -EINTR;
 		/* more work queued while we woke up */
 		evu_ring_run_pending(r);
 		have_cq = evu_wait_scan_cq(r);
 	}
-	if (r->epoll_harvest || r->harvest_again || timeout == 0) {
+	if (r->epoll_harvest || r->harvest_again || polls) {
 		int room = have_cq ? max - 1 : max;
 
 		r->epoll_harvest = false;
@@ -501,7 +564,7 @@ static int evu_wait_fake_event(struct evu_ring *r, struct epoll_event *ev, int m
  * it (wait_fd is not in epoll now), and taken again to count.
  */
 static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *ev,
-			     int max, int timeout)
+			     int max, const struct evu_wait_call *c)
 {
 	struct evu_ring *again;
 	bool idle;
@@ -514,7 +577,7 @@ static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *e
 		return n;
 	}
 	evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
-	n = evu_real_epoll_wait(epfd, ev, max, timeout);
+	n = evu_wait_real(c, epfd, ev, max);
 	if (n < 0)
 		return -errno;
 	again = evu_wait_cached(epfd, &idle);
@@ -668,22 +731,26 @@ static int evu_wait_result(int n)
 	return n;
 }
 
-static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout)
+static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max,
+			  const struct evu_wait_call *c)
 {
 	struct evu_ring *r;
 	bool fake = false, idle;
 	int n;
 
-	if (max <= 0)
-		return evu_real_epoll_wait(epfd, ev, max, timeout);
+	/* libc's errors for libc's bad arguments */
+	if (max <= 0 || (c->kind == EVU_CALL_PWAIT2 && c->ts &&
+			 (c->ts->tv_sec < 0 || c->ts->tv_nsec < 0 ||
+			  c->ts->tv_nsec >= 1000000000L)))
+		return evu_wait_real(c, epfd, ev, max);
 	r = evu_wait_cached(epfd, &idle);
 	if (idle)
-		return evu_real_epoll_wait(epfd, ev, max, timeout);
+		return evu_wait_real(c, epfd, ev, max);
 	if (!r) {
 		unsigned gen = __atomic_load_n(&evu_wait_gen, __ATOMIC_SEQ_CST);
 
 		if (evu_tl_none_epfd == epfd && evu_tl_none_gen == gen)
-			return evu_real_epoll_wait(epfd, ev, max, timeout);
+			return evu_wait_real(c, epfd, ev, max);
 		pthread_mutex_lock(&evu_wait_mu);
 		r = evu_wait_find(epfd, &fake);
 		if (r)
@@ -693,7 +760,7 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 		if (!r) {
 			evu_tl_none_epfd = epfd;
 			evu_tl_none_gen = gen;
-			return evu_real_epoll_wait(epfd, ev, max, timeout);
+			return evu_wait_real(c, epfd, ev, max);
 		}
 		if (!fake) {
 			/* its own ring, learned: the lock-free path from now */
@@ -706,21 +773,46 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max, int timeout
 	else if (__atomic_load_n(&r->wait_dead, __ATOMIC_SEQ_CST))
 		n = 0; /* a destroy waits for us: libevent calls again */
 	else if (__atomic_load_n(&r->wait_state, __ATOMIC_ACQUIRE) == EVU_WAIT_ON)
-		n = evu_wait_in_ring(r, epfd, ev, max, timeout);
+		n = evu_wait_in_ring(r, epfd, ev, max, c);
 	else
-		return evu_wait_result(evu_wait_in_epoll(r, epfd, ev, max, timeout));
+		return evu_wait_result(evu_wait_in_epoll(r, epfd, ev, max, c));
 	evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
 	return evu_wait_result(n);
 }
 
 /*
- * libevent's epoll backend calls this. Exported by libevuring; without a
- * ring that may sleep (EVURING_WAIT=epoll, no io_uring listener) it is
- * libc's epoll_wait.
+ * libevent's epoll backend calls one of these (2.1: epoll_wait; 2.2:
+ * epoll_pwait2 where libc has it, with no signal mask). Exported by
+ * libevuring; without a ring that may sleep (EVURING_WAIT=epoll, no
+ * io_uring listener) each is libc's.
  */
 EVURING_API int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+	struct evu_wait_call c = { .kind = EVU_CALL_WAIT, .timeout_ms = timeout };
+
 	if (__atomic_load_n(&evu_wait_nrings, __ATOMIC_ACQUIRE) == 0)
 		return evu_real_epoll_wait(epfd, ev, max, timeout);
-	return evu_wait_epoll(epfd, ev, max, timeout);
+	return evu_wait_epoll(epfd, ev, max, &c);
+}
+
+EVURING_API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			    const sigset_t *sigmask)
+{
+	struct evu_wait_call c = {
+		.kind = EVU_CALL_PWAIT, .timeout_ms = timeout, .sigmask = sigmask
+	};
+
+	if (__atomic_load_n(&evu_wait_nrings, __ATOMIC_ACQUIRE) == 0)
+		return evu_wait_real(&c, epfd, ev, max);
+	return evu_wait_epoll(epfd, ev, max, &c);
+}
+
+EVURING_API int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+			     const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct evu_wait_call c = { .kind = EVU_CALL_PWAIT2, .ts = timeout, .sigmask = sigmask };
+
+	if (__atomic_load_n(&evu_wait_nrings, __ATOMIC_ACQUIRE) == 0)
+		return evu_wait_real(&c, epfd, ev, max);
+	return evu_wait_epoll(epfd, ev, max, &c);
 }
