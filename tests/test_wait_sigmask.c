@@ -119,7 +119,14 @@ int main(void)
 	       epoll_via_eintr() - eintr_before);
 	CHECKF(handled == 1, "SIGUSR1 handled %d times, not within 3 s", (int)handled);
 	CHECKF(handled_in_loop, "the handler ran in another thread");
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer runs a handler at its next interceptor, which may
+	 * come after the wait returned: where it ran says nothing here. */
+	if (!handled_inside)
+		printf("note: the handler ran after the wait (ThreadSanitizer defers it)\n");
+#else
 	CHECKF(handled_inside, "the handler ran outside the wait: the mask did not hold");
+#endif
 	CHECKF(epoll_via_eintr() > eintr_before, "no wait failed with EINTR");
 	CHECK_EQ(pthread_sigmask(SIG_BLOCK, NULL, &now), 0);
 	CHECKF(sigismember(&now, SIGUSR1) == 1, "SIGUSR1 no longer blocked after the wait");
