@@ -90,6 +90,9 @@ static struct evu_wait_slot evu_wait_slots[EVU_WAIT_SLOTS];
 /* The last ring this thread slept in or counted for: its slot and set. */
 static __thread int evu_tl_slot __attribute__((tls_model("initial-exec"))) = -1;
 static __thread int evu_tl_epfd __attribute__((tls_model("initial-exec"))) = -1;
+/* Events its last sleep in epoll (OFF) returned, for the next call to add
+ * to the ring's window: counted without the slot, so without the ring. */
+static __thread unsigned evu_tl_other __attribute__((tls_model("initial-exec")));
 
 /*
  * And threads that own no ring (other loops of the program, other event
@@ -217,13 +220,13 @@ bool evu_ring_sleeps_in_ring(struct evu_ring *r)
 }
 
 static void evu_wait_update_ev(struct evu_ring *r);
-static struct evu_ring *evu_wait_cached(int epfd, bool *idle);
 static void evu_wait_slot_leave(struct evu_wait_slot *sl, struct evu_ring *r);
 
 /* Loop thread, in a ring callback. */
 static void evu_wait_switch(struct evu_ring *r, int to)
 {
 	r->win_accept = r->win_other = 0;
+	evu_tl_other = 0; /* the loop thread's: the last wakeup's, before the switch */
 	__atomic_store_n(&r->wait_state, to, __ATOMIC_RELEASE);
 	evu_debug("ring fd %d: the loop now sleeps in %s (epoll fd %d)", r->uring.ring_fd,
 		  to == EVU_WAIT_ON ? "the ring" : "epoll", r->epfd);
@@ -561,15 +564,16 @@ static int evu_wait_fake_event(struct evu_ring *r, struct epoll_event *ev, int m
  * The loop thread, its ring learned but in EVU_WAIT_OFF: epoll as usual,
  * counting the events (the doors' callbacks count theirs). The slot is
  * left while it sleeps, so that a destroy in another thread need not wake
- * it (wait_fd is not in epoll now), and taken again to count.
+ * it (wait_fd is not in epoll now); the events are counted in evu_tl_other,
+ * which the next call adds while it holds the slot.
  */
 static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *ev,
 			     int max, const struct evu_wait_call *c)
 {
-	struct evu_ring *again;
-	bool idle;
-	int n;
+	int n, wait_fd = r->wait_fd;
 
+	r->win_other += evu_tl_other;
+	evu_tl_other = 0;
 	evu_wait_tally(r);
 	if (r->wait_switch) {
 		n = evu_wait_fake_event(r, ev, max, epfd);
@@ -580,13 +584,8 @@ static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *e
 	n = evu_wait_real(c, epfd, ev, max);
 	if (n < 0)
 		return -errno;
-	again = evu_wait_cached(epfd, &idle);
-	if (again == r) {
-		for (int i = 0; i < n; i++)
-			r->win_other += ev[i].data.fd != r->wait_fd;
-	}
-	if (again)
-		evu_wait_slot_leave(&evu_wait_slots[again->wait_slot], again);
+	for (int i = 0; i < n; i++)
+		evu_tl_other += ev[i].data.fd != wait_fd;
 	return n;
 }
 
@@ -766,6 +765,7 @@ static int evu_wait_epoll(int epfd, struct epoll_event *ev, int max,
 			/* its own ring, learned: the lock-free path from now */
 			evu_tl_slot = r->wait_slot;
 			evu_tl_epfd = epfd;
+			evu_tl_other = 0; /* another ring's, if any */
 		}
 	}
 	if (fake)
