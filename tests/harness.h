@@ -198,7 +198,7 @@ void harness_storm_free(struct harness_storm *s);
  * callback: each must be delivered once, with its own client's address. */
 struct harness_ports {
 	atomic_int conns;         /* callbacks */
-	atomic_int bad;           /* a port seen twice, or a wrong address length */
+	atomic_int bad;           /* not an IPv4 address of the right length */
 	atomic_ushort *seen;      /* callbacks per client port */
 };
 
