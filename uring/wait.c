@@ -176,7 +176,9 @@ static int evu_wait_real(const struct evu_wait_call *c, int epfd, struct epoll_e
 			return evu_real_epoll_pwait2_fn(epfd, ev, max, c->ts, c->sigmask);
 		break;
 	default:
-		return evu_real_epoll_wait(epfd, ev, max, c->timeout_ms);
+		if (evu_real_epoll_wait_fn)
+			return evu_real_epoll_wait_fn(epfd, ev, max, c->timeout_ms);
+		break;
 	}
 	errno = ENOSYS;
 	return -1;
