@@ -108,7 +108,7 @@ EVURING_API int evuring_uring_available(const char **why);
 
 /**
  * Whether a base's loop sleeps in evuring's io_uring instead of epoll_wait
- * right now. Only on the io_uring backend with DEFER_TASKRUN (Linux 6.1+),
+ * (epoll_pwait2 for a libevent 2.2 that calls it) right now. Only on the io_uring backend with DEFER_TASKRUN (Linux 6.1+),
  * for a base on libevent's epoll method with an accepting listener and no
  * LEV_OPT_THREADSAFE one on its ring, and not with EVURING_WAIT=epoll. With
  * EVURING_WAIT=ring the switch happens in the base's loop, in the first
