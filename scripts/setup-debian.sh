@@ -16,12 +16,14 @@
 # its own listener). Their services are never started by the install.
 # It also fetches the source of the installed libevent into .deps/ for
 # tests/upstream (libevent's own tests and samples, run with evuring
-# preloaded; libssl-dev for the sample le-proxy).
+# preloaded; libssl-dev for the sample le-proxy), and valgrind (the
+# memcheck pass of scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liburing-dev libevent-dev libbenchmark-dev
       curl python3 gnuplot-nox util-linux procps iproute2 linux-perf)
-TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn ustreamer sslsplit libevhtp-dev libssl-dev)
+TEST_PKGS=(transmission-daemon fstrm-bin litecoind coturn ustreamer sslsplit libevhtp-dev libssl-dev
+           valgrind)
 # Daemons among TEST_PKGS whose packages would start (and enable) a service.
 TEST_SERVICES=(transmission-daemon coturn)
 tests=0

@@ -105,7 +105,7 @@ void harness_check_backend(struct evconnlistener *lev);
  * backend (evuring_listener_backend()): 'a' where its traffic says
  * (EVURING_WAIT=auto, the default), 'r' in the ring (=ring), 'e' in epoll
  * (=epoll; the event backend; a kernel before 6.1, without DEFER_TASKRUN,
- * or that ring mode forced off). */
+ * or that ring mode forced off; auto under valgrind). */
 int harness_wait_policy(int backend);
 
 /* event_base_new(), checked. */

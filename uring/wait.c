@@ -37,6 +37,10 @@
 
 #include "uring.h"
 
+#ifdef EVU_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#endif
+
 /* Ring states; OFF (EVURING_WAIT=auto only): learned, but the loop sleeps
  * in epoll for now, the doors back in it. */
 enum { EVU_WAIT_NONE, EVU_WAIT_LEARN, EVU_WAIT_LEARNED, EVU_WAIT_OFF, EVU_WAIT_ON };
@@ -133,6 +137,23 @@ static void evu_wait_atfork_child(void)
 	evu_wait_changed(); /* the parent's rings answer differently here */
 }
 
+/*
+ * Valgrind (3.19 measured) keeps its one big lock while a thread is in
+ * io_uring_enter: asleep in the ring, the loop thread stops every other
+ * thread of the program until it wakes. So under valgrind auto keeps the
+ * loop in epoll; an explicit EVURING_WAIT=ring is obeyed, with a warning.
+ */
+static bool evu_wait_under_valgrind(void)
+{
+	const char *preload = getenv("LD_PRELOAD");
+
+#ifdef EVU_HAVE_VALGRIND_H
+	if (RUNNING_ON_VALGRIND)
+		return true;
+#endif
+	return preload && strstr(preload, "/vgpreload_");
+}
+
 static void evu_wait_init(void)
 {
 	const char *v = getenv("EVURING_WAIT");
@@ -148,6 +169,16 @@ static void evu_wait_init(void)
 		evu_wait_mode = EVU_WAITMODE_EPOLL;
 	else if (v && *v && strcmp(v, "auto"))
 		evu_warn("EVURING_WAIT=%s is not one of auto, epoll, ring; using auto", v);
+	if (evu_wait_mode != EVU_WAITMODE_EPOLL && evu_wait_under_valgrind()) {
+		if (evu_wait_mode == EVU_WAITMODE_RING) {
+			evu_warn("EVURING_WAIT=ring under valgrind: while the loop sleeps in "
+				 "io_uring_enter, valgrind runs none of the program's other threads");
+		} else {
+			evu_wait_mode = EVU_WAITMODE_EPOLL;
+			evu_debug("under valgrind the loop stays in epoll_wait (valgrind runs no "
+				  "other thread while one sleeps in io_uring_enter)");
+		}
+	}
 	pthread_atfork(NULL, NULL, evu_wait_atfork_child);
 }
 
