@@ -145,13 +145,14 @@ static void evu_wait_atfork_child(void)
  */
 static bool evu_wait_under_valgrind(void)
 {
+#ifdef EVU_HAVE_VALGRIND_H
+	return RUNNING_ON_VALGRIND;
+#else
+	/* valgrind's own preloads (a child it does not trace loses them) */
 	const char *preload = getenv("LD_PRELOAD");
 
-#ifdef EVU_HAVE_VALGRIND_H
-	if (RUNNING_ON_VALGRIND)
-		return true;
-#endif
 	return preload && strstr(preload, "/vgpreload_");
+#endif
 }
 
 static void evu_wait_init(void)
