@@ -609,6 +609,11 @@ static int evu_wait_in_epoll(struct evu_ring *r, int epfd, struct epoll_event *e
 	r->win_other += evu_tl_other;
 	evu_tl_other = 0;
 	evu_wait_tally(r);
+	/* A door's callback carries the switch out. With no door in the base
+	 * (not expected while one is wanted) no callback would, and every
+	 * call would come back at once: drop the verdict and sleep. */
+	if (r->wait_switch && evu_ring_any_door_fd(r) < 0)
+		r->wait_switch = false;
 	if (r->wait_switch) {
 		n = evu_wait_fake_event(r, ev, max, epfd);
 		evu_wait_slot_leave(&evu_wait_slots[r->wait_slot], r);
