@@ -10,6 +10,7 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -121,53 +122,23 @@ static void evu_event_pause(struct evconnlistener *lev)
 static void evu_event_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evconnlistener *lev = arg;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int nfd, err;
+	int err;
 
+	(void)fd;
+	(void)what;
 	evu_lock(lev);
 	if (!lev->enabled || lev->freed) {
 		evu_unlock(lev); /* disabled or freed meanwhile by another thread */
 		return;
 	}
 	lev->stats.batches++;
-	for (;;) {
-		len = sizeof(ss);
-		nfd = accept4(fd, (struct sockaddr *)&ss, &len, lev->accept_flags);
-		if (nfd < 0)
-			break;
-		if (len == 0) { /* old kernels under port scans */
-			close(nfd);
-			continue;
-		}
-		if (!lev->cb) {
-			close(nfd);
-			lev->stats.closed++;
-			evu_unlock(lev);
-			return;
-		}
-		lev->backoff_ms = 0;
-		lev->refcnt++;
-		evu_deliver(lev, nfd, (struct sockaddr *)&ss, len);
-		if (lev->refcnt == 1) { /* freed inside the callback */
-			evu_decref_and_unlock(lev);
-			return;
-		}
-		lev->refcnt--;
-		if (!lev->enabled) { /* disabled inside the callback */
-			evu_unlock(lev);
-			return;
-		}
+	lev->refcnt++; /* callbacks may free the listener */
+	err = evu_accept_drain(lev, INT_MAX, NULL);
+	if (err && !lev->freed) {
+		evu_report_error(lev, -err);
+		if (evu_wants_accept(lev))
+			evu_event_pause(lev);
 	}
-	err = errno;
-	if (evu_accept_err_retriable(err)) {
-		evu_unlock(lev);
-		return;
-	}
-	lev->refcnt++;
-	evu_report_error(lev, err);
-	if (lev->refcnt > 1 && evu_wants_accept(lev))
-		evu_event_pause(lev);
 	evu_decref_and_unlock(lev);
 }
 

@@ -62,8 +62,13 @@ struct evuring_stats {
 	/** Completion batches reaped that held work for this listener (io_uring);
 	 *  readiness wakeups (event backend). */
 	uint64_t batches;
+	/** Of `accepted`, the connections taken by a plain accept4() on the
+	 *  socket's readiness, as libevent's listener takes them: all of them on
+	 *  the event backend; on io_uring, those of a socket other loops or
+	 *  processes accept from too (accepted - direct came from io_uring). */
+	uint64_t direct;
 	/** Reserved for future counters; zero. */
-	uint64_t reserved[3];
+	uint64_t reserved[2];
 };
 
 /**

@@ -70,7 +70,7 @@ EVURING_API struct evconnlistener *evconnlistener_new_bind(struct event_base *ba
 	if (err)
 		goto fail;
 
-	lev = evconnlistener_new(base, cb, ptr, flags, backlog, fd);
+	lev = evu_listener_new(base, cb, ptr, flags, backlog, fd, true);
 	if (!lev) {
 		err = -errno;
 		goto fail;

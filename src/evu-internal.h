@@ -20,6 +20,7 @@
 #define EVU_HIDDEN __attribute__((visibility("hidden")))
 
 struct evu_backend_ops;
+struct evu_share;
 
 /*
  * The listener. libevent keeps it opaque, so the layout is ours. Backends keep
@@ -39,6 +40,8 @@ struct evconnlistener {
 	bool enabled;           /* the user's wish (libevent's lev->enabled) */
 	bool freed;             /* evconnlistener_free() has been called */
 	int backoff_ms;         /* pause after a non-retriable accept error */
+	bool own_socket;        /* made by evconnlistener_new_bind */
+	struct evu_share *share; /* this process's listeners on the socket */
 	pthread_mutex_t *lock;  /* recursive; only with LEV_OPT_THREADSAFE */
 	struct evuring_stats stats;
 };
@@ -102,6 +105,17 @@ EVU_HIDDEN struct event_base *evu_base_or_current(struct event_base *base);
 EVU_HIDDEN void evu_deliver(struct evconnlistener *lev, int fd,
 			    struct sockaddr *addr, socklen_t addrlen);
 
+/*
+ * libevent's accept loop, for a listening socket found readable: accept4()
+ * and hand each connection to the callback before taking the next, until
+ * @p max were taken, the socket is drained, an error, or the listener no
+ * longer accepts (a callback disabled or freed it). The caller holds the
+ * lock and a reference of its own. Returns 0, or -errno of a non-retriable
+ * error for the caller to report. *empty (if not NULL): the first accept
+ * found no connection.
+ */
+EVU_HIDDEN int evu_accept_drain(struct evconnlistener *lev, int max, bool *empty);
+
 /* Report a non-retriable accept error: error callback (errno set) or a
  * warning on stderr, as libevent. Caller holds the lock and a reference. */
 EVU_HIDDEN void evu_report_error(struct evconnlistener *lev, int err);
@@ -128,6 +142,27 @@ static inline bool evu_accept_err_resource(int err)
 {
 	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
+
+/* --- who else accepts from the socket (src/share.c) --- */
+
+/* Count @p lev among its socket's listeners in this process. -errno. */
+EVU_HIDDEN int evu_share_join(struct evconnlistener *lev);
+EVU_HIDDEN void evu_share_leave(struct evconnlistener *lev);
+/* Bumped whenever a socket gains a second (third, ...) listener: a loop
+ * that saw the same value last time need not look at its listeners. */
+EVU_HIDDEN unsigned evu_share_generation(void);
+/* No other listener of this process accepts from @p lev's socket now. */
+EVU_HIDDEN bool evu_share_alone(const struct evconnlistener *lev);
+/* The socket was handed to evconnlistener_new() in a process forked since
+ * evuring was loaded: it may be a prefork child's, accepted from by its
+ * parent and siblings too. */
+EVU_HIDDEN bool evu_share_handed_after_fork(const struct evconnlistener *lev);
+
+/* evconnlistener_new(); @p own_socket: made by evconnlistener_new_bind. */
+EVU_HIDDEN struct evconnlistener *evu_listener_new(struct event_base *base,
+						   evconnlistener_cb cb, void *ptr,
+						   unsigned flags, int backlog,
+						   evutil_socket_t fd, bool own_socket);
 
 /* --- backend choice (src/backend.c) --- */
 

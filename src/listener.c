@@ -90,6 +90,7 @@ bool evu_decref_and_unlock(struct evconnlistener *lev)
 	/* Last reference: the backend lets go of the socket; it may keep the
 	 * memory until in-flight kernel work on it has completed. */
 	release = lev->ops->destroy(lev);
+	evu_share_leave(lev);
 	if (lev->flags & LEV_OPT_CLOSE_ON_FREE)
 		close(lev->fd);
 	evu_unlock(lev);
@@ -107,6 +108,38 @@ void evu_deliver(struct evconnlistener *lev, int fd, struct sockaddr *addr,
 	lev->cb(lev, fd, addr, (int)addrlen, lev->user_data);
 }
 
+int evu_accept_drain(struct evconnlistener *lev, int max, bool *empty)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	if (empty)
+		*empty = false;
+	for (int n = 0; n < max && lev->enabled && !lev->freed; n++) {
+		len = sizeof(ss);
+		fd = accept4(lev->fd, (struct sockaddr *)&ss, &len, lev->accept_flags);
+		if (fd < 0) {
+			if (empty && n == 0)
+				*empty = errno == EAGAIN || errno == EWOULDBLOCK;
+			return evu_accept_err_retriable(errno) ? 0 : -errno;
+		}
+		if (len == 0) { /* old kernels under port scans */
+			close(fd);
+			continue;
+		}
+		if (!lev->cb) { /* as libevent: accepted and closed, one per wakeup */
+			close(fd);
+			lev->stats.closed++;
+			return 0;
+		}
+		lev->backoff_ms = 0;
+		lev->stats.direct++;
+		evu_deliver(lev, fd, (struct sockaddr *)&ss, len);
+	}
+	return 0;
+}
+
 void evu_report_error(struct evconnlistener *lev, int err)
 {
 	lev->stats.errors++;
@@ -118,10 +151,9 @@ void evu_report_error(struct evconnlistener *lev, int err)
 	}
 }
 
-EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
-					  evconnlistener_cb cb, void *ptr,
-					  unsigned flags, int backlog,
-					  evutil_socket_t fd)
+struct evconnlistener *evu_listener_new(struct event_base *base, evconnlistener_cb cb,
+					void *ptr, unsigned flags, int backlog,
+					evutil_socket_t fd, bool own_socket)
 {
 	const struct evu_backend_ops *ops;
 	struct evconnlistener *lev;
@@ -158,6 +190,7 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 	lev->user_data = ptr;
 	lev->flags = flags;
 	lev->fd = fd;
+	lev->own_socket = own_socket;
 	lev->refcnt = 1;
 	lev->enabled = !(flags & LEV_OPT_DISABLED);
 	if (!(flags & LEV_OPT_LEAVE_SOCKETS_BLOCKING))
@@ -169,6 +202,9 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 		if (err)
 			goto fail;
 	}
+	err = evu_share_join(lev);
+	if (err)
+		goto fail;
 
 	err = ops->attach(lev);
 	if (err) {
@@ -196,6 +232,7 @@ EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
 	return lev;
 
 fail:
+	evu_share_leave(lev);
 	if (lev->lock) {
 		pthread_mutex_destroy(lev->lock);
 		free(lev->lock);
@@ -203,6 +240,14 @@ fail:
 	free(lev);
 	errno = -err;
 	return NULL;
+}
+
+EVURING_API struct evconnlistener *evconnlistener_new(struct event_base *base,
+					  evconnlistener_cb cb, void *ptr,
+					  unsigned flags, int backlog,
+					  evutil_socket_t fd)
+{
+	return evu_listener_new(base, cb, ptr, flags, backlog, fd, false);
 }
 
 EVURING_API void evconnlistener_free(struct evconnlistener *lev)

@@ -3,7 +3,8 @@
  * reference run). After N connections evuring_listener_get_stats() reports
  * accepted == N and no errors; batches >= 1 (uring: completion batches,
  * event: readiness wakeups) and never more than the wakeups needed; accept
- * errors are counted; NULL arguments give -1/EINVAL.
+ * errors are counted; NULL arguments give -1/EINVAL. `direct`: every
+ * connection on the event backend, none on io_uring.
  */
 #include "harness.h"
 
@@ -69,15 +70,16 @@ int main(void)
 	CHECK(harness_run_until(base, all_in, NULL, 3000));
 	CHECK_EQ(evuring_listener_get_stats(lev, &st), 0);
 	printf("%s: accepted %llu errors %llu closed %llu rearms %llu "
-	       "batches %llu\n", evuring_backend_name(backend),
+	       "batches %llu direct %llu\n", evuring_backend_name(backend),
 	       (unsigned long long)st.accepted, (unsigned long long)st.errors,
 	       (unsigned long long)st.closed, (unsigned long long)st.rearms,
-	       (unsigned long long)st.batches);
+	       (unsigned long long)st.batches, (unsigned long long)st.direct);
 	CHECK_EQ(st.accepted, N);
 	CHECK_EQ(st.errors, 0);
 	CHECK_EQ(st.closed, 0);
 	CHECK(st.batches >= 1);
-	for (int i = 0; i < 3; i++)
+	CHECK_EQ(st.direct, backend == EVURING_BACKEND_EVENT ? N : 0);
+	for (int i = 0; i < 2; i++)
 		CHECK_EQ(st.reserved[i], 0);
 	for (int i = 0; i < N; i++)
 		close(clients[i]);
