@@ -127,8 +127,18 @@ void harness_init(const char *name)
 	atexit(cleanup_temp);
 
 #ifdef EVU_TEST_REFERENCE
-	printf("[%s] reference run: libevent %s's own evconnlistener\n", name,
-	       event_get_version());
+	{
+		Dl_info info;
+
+		memset(&info, 0, sizeof info);
+		if (dladdr((void *)evconnlistener_new, &info) && info.dli_fname &&
+		    strstr(info.dli_fname, "libevuring"))
+			printf("[%s] libevent %s's build with %s preloaded\n", name,
+			       event_get_version(), info.dli_fname);
+		else
+			printf("[%s] reference run: libevent %s's own evconnlistener\n", name,
+			       event_get_version());
+	}
 #else
 	{
 		const char *env = getenv("EVURING_BACKEND");

@@ -51,6 +51,8 @@ pid_t evu_getpid(void)
 	return __atomic_load_n(&evu_pid, __ATOMIC_RELAXED);
 }
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver);
+static void evu_ring_retire(struct evu_ring *r);
+static void evu_ring_watch_thread_exit(void);
 static struct evu_ring *evu_rings;
 
 static void evu_ring_event_cb(evutil_socket_t fd, short what, void *arg)
@@ -300,17 +302,19 @@ void evu_ring_release(struct evu_ulev *ul)
 /*
  * The base now runs in a thread that cannot drive this ring (a DEFER_TASKRUN
  * ring belongs to the thread that enabled it), or in a forked child (a ring
- * is never shared with a child). Hand completions already posted to their
- * listeners (not in a child: the CQ is shared with the parent), move every
- * listener to a new ring of this thread, and close this one: closing it
- * cancels the abandoned requests, whose accept work never ran, so no
- * connection is lost in the kernel queue.
+ * is never shared with a child), or a listener is freed from another thread
+ * while its loop no longer runs. Hand completions already posted to their
+ * listeners (not in a child: the CQ is shared with the parent), take every
+ * listener off the ring, and close it: closing it cancels the abandoned
+ * requests, whose accept work never ran, so no connection is lost in the
+ * kernel queue. No ring is made here: a listener gets one when it next arms,
+ * in its loop thread, so a free or disable never opens a descriptor.
  */
 static void evu_ring_retire(struct evu_ring *r)
 {
 	bool forked = r->pid != evu_getpid();
 
-	evu_debug("ring fd %d: base now runs in another %s; moving its listeners to a new ring",
+	evu_debug("ring fd %d: base now runs in another %s; retiring the ring",
 		  r->uring.ring_fd, forked ? "process" : "thread");
 	pthread_mutex_lock(&evu_rings_mu);
 	evu_ring_unlink(r);
@@ -338,7 +342,7 @@ static void evu_ring_retire(struct evu_ring *r)
 		pthread_mutex_unlock(&r->mu);
 		if (!ul)
 			break;
-		evu_ulev_migrate(ul);
+		evu_ulev_orphan(ul, forked);
 	}
 	r->busy--;
 	/* (In a child, pins are the parent's threads' and never drop.) */
@@ -462,6 +466,80 @@ void evu_ring_unpin(struct evu_ring *r)
 	__atomic_sub_fetch(&r->pins, 1, __ATOMIC_ACQ_REL);
 }
 
+/* Anything left armed on the ring? */
+static bool evu_ring_has_inflight(struct evu_ring *r)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&r->mu);
+	for (struct evu_ulev *ul = r->ulevs; ul && !any; ul = ul->ring_next)
+		any = __atomic_load_n(&ul->inflight, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&r->mu);
+	return any;
+}
+
+/*
+ * A loop thread that ends takes its rings with it. The kernel cancels
+ * nothing of them when the thread exits, and no other thread can complete
+ * their requests at once (a DEFER_TASKRUN ring can be entered by its thread
+ * alone; the others' cancellations run as the dead thread's task work, in a
+ * kernel worker, later): armed accepts would hold their sockets (a port a
+ * program frees and binds again) for some milliseconds after the listener
+ * is freed. So the thread cancels them itself on its way out, collects
+ * their completions (fds accepted meanwhile wait for the listener's next
+ * loop) and retires the ring.
+ */
+static pthread_key_t evu_ring_exit_key;
+static pthread_once_t evu_ring_exit_once = PTHREAD_ONCE_INIT;
+
+static struct evu_ring *evu_ring_owned_by_self(void)
+{
+	struct evu_ring *r;
+	pid_t pid = evu_getpid();
+
+	pthread_mutex_lock(&evu_rings_mu);
+	for (r = evu_rings; r; r = r->next)
+		if (r->pid == pid && (r->defer ? evu_ring_is_enabled(r) &&
+						 pthread_equal(r->submitter, pthread_self())
+					       : evu_ring_in_loop_thread(r)))
+			break;
+	pthread_mutex_unlock(&evu_rings_mu);
+	return r;
+}
+
+static void evu_ring_thread_exit(void *arg)
+{
+	struct evu_ring *r;
+
+	(void)arg;
+	while ((r = evu_ring_owned_by_self()) != NULL) {
+		r->busy++;
+		r->closing = true; /* a final completion must not re-arm */
+		evu_ulev_cancel_ring(r);
+		for (int i = 0; i < 100 && evu_ring_has_inflight(r); i++) {
+			struct __kernel_timespec ts = { 0, 1000 * 1000 };
+			struct io_uring_cqe *cqe;
+
+			evu_ring_reap(r, false);
+			if (evu_ring_has_inflight(r))
+				io_uring_wait_cqe_timeout(&r->uring, &cqe, &ts);
+		}
+		r->busy--;
+		evu_ring_retire(r);
+	}
+}
+
+static void evu_ring_exit_key_init(void)
+{
+	pthread_key_create(&evu_ring_exit_key, evu_ring_thread_exit);
+}
+
+static void evu_ring_watch_thread_exit(void)
+{
+	pthread_once(&evu_ring_exit_once, evu_ring_exit_key_init);
+	pthread_setspecific(evu_ring_exit_key, (void *)1);
+}
+
 bool evu_ring_enter_loop(struct evu_ring *r)
 {
 	pthread_t self = pthread_self();
@@ -476,6 +554,7 @@ bool evu_ring_enter_loop(struct evu_ring *r)
 		__atomic_store_n((unsigned long *)&r->loop_tid, (unsigned long)self,
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&r->loop_tid_known, true, __ATOMIC_RELEASE);
+		evu_ring_watch_thread_exit();
 	}
 	if (!evu_ring_is_enabled(r)) {
 		int ret = evu_ring_enable(r);
@@ -645,9 +724,22 @@ static bool evu_ring_work_left(struct evu_ring *r)
 	       (IO_URING_READ_ONCE(*r->uring.sq.kflags) & left);
 }
 
+bool evu_ring_share_changed(struct evu_ring *r)
+{
+	return r->share_gen != evu_share_generation();
+}
+
 static void evu_ring_reap_locked(struct evu_ring *r, bool deliver)
 {
 	bool submitter = evu_ring_can_submit(r);
+
+	/* A listener whose socket gained another accepter leaves the ring
+	 * before its accept runs again (and takes a batch another loop
+	 * should share). The loop thread's reaps only. */
+	if (deliver && evu_ring_share_changed(r) && (submitter || !r->defer)) {
+		r->share_gen = evu_share_generation();
+		evu_ulev_sync_ring(r);
+	}
 
 	struct io_uring_cqe *cqes[EVU_REAP_BATCH];
 	struct {

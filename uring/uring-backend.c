@@ -1,12 +1,14 @@
 /*
- * The io_uring backend: each accepting listener keeps one multishot accept
- * armed on its base's ring. Per connection the hot path is: one CQE reaped
- * from shared memory, one getpeername() (the multishot address buffer is
- * shared, so it cannot carry each connection's own address), the callback.
+ * The io_uring backend: each accepting listener that is its socket's sole
+ * accepter keeps one multishot accept armed on its base's ring. Per
+ * connection the hot path is: one CQE reaped from shared memory, the peer
+ * address (below), the callback. A socket other loops or processes accept
+ * from too is served as libevent serves it (enum evu_path).
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,24 +17,6 @@
 #include "uring.h"
 
 static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg);
-
-/* The listening socket is readable: its accept work is queued on the ring
- * (or about to be: the socket wakes its epoll waiter first, and being
- * level-triggered it wakes us again while connections wait). */
-static void evu_ulev_door_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct evu_ulev *ul = arg;
-	struct evu_ring *r = ul->ring;
-
-	(void)fd;
-	(void)what;
-	if (!r || !evu_ring_enter_loop(r))
-		return; /* retired: the listener moved to a ring of this thread */
-	r->win_accept++; /* EVURING_WAIT=auto's tally, while it sleeps in epoll */
-	evu_wait_on_callback(r);
-	evu_ring_reap(r, true);
-	evu_ring_leave_loop(r);
-}
 
 #ifndef IORING_NOP_INJECT_RESULT
 #define IORING_NOP_INJECT_RESULT (1U << 0) /* kernel 6.9+, not in liburing 2.3 */
@@ -75,13 +59,17 @@ static int evu_peer_address(int fd, int family, struct sockaddr_storage *ss,
 	return -ENOTCONN;
 }
 
-/* DEFER_TASKRUN rings: the socket wakes the loop while the accept is live
- * (armed, not cancelled). Lock held. */
+/* RING on DEFER_TASKRUN rings: the socket wakes the loop while the accept
+ * is live (armed, not cancelled); `door_wanted` tells the wait module, which
+ * may sleep in the ring instead. DIRECT: the socket's read event, pending
+ * while started, as libevent's. Lock held. */
 static void evu_ulev_update_door(struct evu_ulev *ul)
 {
-	bool wanted = ul->ring && ul->ring->defer && ul->inflight && !ul->cancelled &&
-		      !ul->cancel_delegated && !ul->lev->freed;
-	bool want = wanted && !evu_ring_sleeps_in_ring(ul->ring);
+	bool wanted = ul->path == EVU_PATH_RING && ul->ring && ul->ring->defer &&
+		      ul->inflight && !ul->cancelled && !ul->cancel_delegated && !ul->lev->freed;
+	bool want = ul->path == EVU_PATH_DIRECT
+			    ? ul->started && !ul->backing_off && !ul->lev->freed
+			    : wanted && !evu_ring_sleeps_in_ring(ul->ring);
 
 	if (wanted != ul->door_wanted) {
 		ul->door_wanted = wanted;
@@ -103,7 +91,7 @@ int evu_ring_any_door_fd(struct evu_ring *r)
 	pthread_mutex_lock(&r->mu);
 	for (struct evu_ulev *ul = r->ulevs; ul && fd < 0; ul = ul->ring_next) {
 		evu_lock(ul->lev);
-		if (ul->door_on)
+		if (ul->door_on && ul->door_wanted)
 			fd = ul->lev->fd;
 		evu_unlock(ul->lev);
 	}
@@ -168,11 +156,12 @@ static int evu_ulev_arm(struct evu_ulev *ul)
 
 static void evu_ulev_cancel(struct evu_ulev *ul)
 {
-	bool may_submit = !ul->lev->lock || evu_ring_in_loop_thread(ul->ring);
+	bool may_submit;
 	int ret;
 
-	if (!ul->inflight || ul->cancelled)
+	if (!ul->inflight || ul->cancelled || !ul->ring)
 		return;
+	may_submit = !ul->lev->lock || evu_ring_in_loop_thread(ul->ring);
 	ret = evu_ring_cancel(ul->ring, ul, may_submit);
 	if (ret == -EAGAIN) {
 		/* Not the ring's thread (single issuer, or no synchronous
@@ -189,6 +178,66 @@ static void evu_ulev_cancel(struct evu_ulev *ul)
 	evu_ring_kick(ul->ring);
 }
 
+/* The path the listener should take now. */
+static enum evu_path evu_ulev_path_wanted(const struct evu_ulev *ul)
+{
+	return evu_share_alone(ul->lev) && !ul->others_outside ? EVU_PATH_RING
+							       : EVU_PATH_DIRECT;
+}
+
+/*
+ * The one place a listener's path changes; loop thread, lock held. To
+ * DIRECT: its multishot accept is cancelled (what it accepted meanwhile is
+ * still delivered) and the door becomes the socket's read event. To RING:
+ * the caller arms it.
+ */
+static void evu_ulev_sync_path(struct evu_ulev *ul)
+{
+	enum evu_path want = evu_ulev_path_wanted(ul);
+
+	if (want == ul->path)
+		return;
+	evu_debug("listener fd %d: %s", ul->lev->fd,
+		  want == EVU_PATH_DIRECT
+			  ? "its socket has other accepters: accept4() on readiness"
+			  : "sole accepter of its socket: multishot accept");
+	ul->path = want;
+	ul->win_wakes = ul->win_misses = 0;
+	if (want == EVU_PATH_DIRECT)
+		evu_ulev_cancel(ul);
+	evu_ulev_update_door(ul);
+}
+
+/*
+ * Evidence of accepters this process cannot see (a socket passed to other
+ * processes at exec or over a UNIX socket), per door wakeup, loop thread.
+ * RING: a wakeup the ring brought nothing for since the last one (another
+ * accept holds io_uring's wakeup; or, rarely, the socket woke us just before
+ * our accept's work was queued): a quarter of a window of 64 and the socket
+ * has others. DIRECT: a wakeup whose first accept found the queue empty
+ * (another accepter was first); 256 in a row without one and the others
+ * are gone, unless this process has other listeners on the socket.
+ */
+#define EVU_RING_WINDOW 64
+#define EVU_DIRECT_WINDOW 256
+
+static void evu_ulev_note_wakeup(struct evu_ulev *ul, bool miss)
+{
+	ul->win_wakes++;
+	ul->win_misses += miss;
+	if (ul->path == EVU_PATH_RING) {
+		if (ul->win_misses >= EVU_RING_WINDOW / 4)
+			ul->others_outside = true;
+		else if (ul->win_wakes < EVU_RING_WINDOW)
+			return;
+	} else if (!miss) {
+		if (ul->win_wakes < EVU_DIRECT_WINDOW)
+			return;
+		ul->others_outside = false;
+	}
+	ul->win_wakes = ul->win_misses = 0;
+}
+
 /* Ask for arm/stash delivery: now if we are the loop thread and nothing is
  * stashed, else through arm_ev in the loop thread. Returns true if an SQE
  * was prepared here (the caller or the reaper submits it). */
@@ -196,9 +245,11 @@ static bool evu_ulev_request_arm(struct evu_ulev *ul)
 {
 	if (ul->inflight || ul->backing_off)
 		return false;
-	if (ul->nstash == ul->stash_head && evu_ring_in_loop_thread(ul->ring) &&
-	    evu_ulev_arm(ul) == 0)
-		return true;
+	if (ul->ring && !ul->ring->closing && ul->nstash == ul->stash_head &&
+	    evu_ring_in_loop_thread(ul->ring)) {
+		evu_ulev_sync_path(ul);
+		return ul->path == EVU_PATH_RING && evu_ulev_arm(ul) == 0;
+	}
 	event_active(ul->arm_ev, EV_READ, 0);
 	return false;
 }
@@ -421,6 +472,7 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 	if (res >= 0) {
 		ul->proven = true;
 		ul->accepted_in_arm++;
+		ul->ring_got++;
 		evu_ulev_take_fd(ul, res, deliver);
 	} else {
 		evu_ulev_on_error(ul, -res, final);
@@ -433,7 +485,11 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 		evu_ulev_free_as(ul, threaded, false);
 		return;
 	}
-	if (final && lev->refcnt > 1 && evu_wants_accept(lev)) {
+	/* another listener of this process took the socket up (a loop
+	 * asleep in the ring has no door callback to notice it) */
+	if (lev->refcnt > 1 && ul->path == EVU_PATH_RING && !evu_share_alone(lev))
+		evu_ulev_sync_path(ul);
+	if (final && lev->refcnt > 1 && evu_wants_accept(lev) && ul->path == EVU_PATH_RING) {
 		if (res != -ECANCELED && !ul->backing_off)
 			lev->stats.rearms++;
 		evu_ulev_request_arm(ul);
@@ -443,20 +499,59 @@ void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags, bool deliver)
 	evu_decref_and_unlock(lev);
 }
 
+/* A listener without a ring (its old one was retired) gets one of its base;
+ * failing that, the event backend takes over. Loop thread. */
+static int evu_ulev_reattach(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+	int ret;
+
+	evu_lock(lev);
+	ret = evu_ring_acquire(lev->base, ul);
+	if (ret < 0) {
+		evu_debug("listener fd %d: no new ring (%s): event backend", lev->fd,
+			  strerror(-ret));
+		evu_ulev_free(ul, false);
+		evu_switch_to_event(lev);
+	}
+	evu_unlock(lev);
+	return ret;
+}
+
+/* Loop thread: ul's ring, entered (evu_ring_leave_loop after). A ring
+ * entered from a thread or process that cannot drive it is retired, and ul
+ * gets a new one. NULL if ul went to the event backend. */
+static struct evu_ring *evu_ulev_enter(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+
+	for (int i = 0; i < 2; i++) {
+		if (ul->ring && evu_ring_enter_loop(ul->ring))
+			return ul->ring;
+		if (lev->ops != &evu_uring_ops || lev->backend != ul)
+			return NULL;
+		if (!ul->ring && evu_ulev_reattach(ul) < 0)
+			return NULL;
+	}
+	return NULL;
+}
+
 static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct evu_ulev *ul = arg;
 	struct evconnlistener *lev = ul->lev;
 	struct evu_ring *r;
 
+	(void)fd;
+	(void)what;
 	evu_lock(lev);
 	if (lev->freed) {
 		/* freed from another thread that could not cancel */
 		bool cancel = ul->cancel_delegated && ul->inflight && !ul->cancelled;
 
+		r = ul->ring;
 		evu_unlock(lev);
-		if (cancel && evu_ring_enter_loop(ul->ring)) {
-			r = ul->ring;
+		if (cancel && r && evu_ring_enter_loop(r)) {
 			evu_lock(lev);
 			evu_ulev_cancel(ul);
 			evu_unlock(lev);
@@ -466,27 +561,20 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	evu_unlock(lev);
-	r = ul->ring;
-	if (!evu_ring_enter_loop(r)) {
-		/* migrated to a ring of this thread, or to the event backend */
-		if (lev->ops != &evu_uring_ops || lev->backend != ul)
-			return;
-		r = ul->ring;
-		if (!evu_ring_enter_loop(r))
-			return;
-	}
+	r = evu_ulev_enter(ul);
+	if (!r)
+		return;
 	evu_lock(lev);
 	ul->backing_off = false;
 	ul->cancel_delegated = false; /* the loop thread decides now */
 	lev->refcnt++;
 	evu_ulev_flush_stash(ul);
 	if (lev->refcnt > 1) {
-		if (evu_wants_accept(lev)) {
-			if (!ul->inflight)
-				evu_ulev_arm(ul);
-		} else {
+		evu_ulev_sync_path(ul);
+		if (!evu_wants_accept(lev))
 			evu_ulev_cancel(ul);
-		}
+		else if (ul->path == EVU_PATH_RING && !ul->inflight)
+			evu_ulev_arm(ul);
 		evu_ulev_update_interest(ul);
 		evu_ulev_update_door(ul);
 	}
@@ -497,6 +585,92 @@ static void evu_ulev_arm_cb(evutil_socket_t fd, short what, void *arg)
 		evu_ring_submit(r);
 	evu_ring_reap(r, true);
 	evu_ring_leave_loop(r);
+}
+
+/* DIRECT: libevent's accept loop. Lock and a reference held. */
+static void evu_ulev_door_direct(struct evu_ulev *ul)
+{
+	struct evconnlistener *lev = ul->lev;
+	bool empty;
+	int err;
+
+	lev->stats.batches++;
+	err = evu_accept_drain(lev, INT_MAX, &empty);
+	if (err && !lev->freed) {
+		evu_report_error(lev, -err);
+		if (evu_wants_accept(lev))
+			evu_ulev_backoff(ul);
+		evu_ulev_update_door(ul);
+	}
+	evu_ulev_note_wakeup(ul, empty);
+}
+
+/*
+ * RING: the socket's wakeup has queued the accept's work (or is about to:
+ * the socket wakes its epoll waiter first and, level-triggered, wakes us
+ * again while connections wait). If the ring brought nothing since the last
+ * door, another accepter holds io_uring's wakeup for the socket and its
+ * loop may be busy: take one connection here, as libevent's loop would.
+ * Lock and a reference held; the lock is let go while reaping.
+ */
+static void evu_ulev_door_ring(struct evu_ulev *ul, struct evu_ring *r)
+{
+	struct evconnlistener *lev = ul->lev;
+	bool miss;
+
+	r->win_accept++; /* EVURING_WAIT=auto's tally, while it sleeps in epoll */
+	evu_unlock(lev);
+	evu_wait_on_callback(r);
+	evu_ring_reap(r, true);
+	evu_lock(lev);
+	if (lev->ops != &evu_uring_ops || lev->backend != ul)
+		return; /* the reap moved it to the event backend */
+	miss = ul->ring_got == ul->door_mark && ul->path == EVU_PATH_RING;
+	if (miss && evu_wants_accept(lev))
+		evu_accept_drain(lev, 1, NULL); /* an error repeats for the ring */
+	ul->door_mark = ul->ring_got;
+	evu_ulev_note_wakeup(ul, miss);
+}
+
+/* The listening socket is readable. */
+static void evu_ulev_door_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evu_ulev *ul = arg;
+	struct evconnlistener *lev = ul->lev;
+	struct evu_ring *r = ul->ring;
+	bool entered;
+
+	(void)fd;
+	(void)what;
+	/* retired (fork, another thread): ul has no ring until it arms */
+	entered = r && evu_ring_enter_loop(r);
+	evu_lock(lev);
+	if (lev->freed) {
+		evu_unlock(lev);
+		if (entered) {
+			evu_ring_reap(r, true);
+			evu_ring_leave_loop(r);
+		}
+		return;
+	}
+	lev->refcnt++; /* callbacks may free the listener */
+	if (entered)
+		evu_ulev_sync_path(ul);
+	if (ul->path == EVU_PATH_DIRECT)
+		evu_ulev_door_direct(ul);
+	else if (entered)
+		evu_ulev_door_ring(ul, r);
+	if (lev->refcnt > 1 && lev->ops == &evu_uring_ops && lev->backend == ul &&
+	    ul->path == EVU_PATH_RING && evu_wants_accept(lev))
+		evu_ulev_request_arm(ul);
+	evu_decref_and_unlock(lev);
+	if (entered) {
+		if (r->sq_pending) {
+			evu_ring_submit(r);
+			evu_ring_reap(r, true);
+		}
+		evu_ring_leave_loop(r);
+	}
 }
 
 static int evu_uring_attach(struct evconnlistener *lev)
@@ -517,6 +691,8 @@ static int evu_uring_attach(struct evconnlistener *lev)
 		return -ENOMEM;
 	ul->lev = lev;
 	ul->peer_fd = -1;
+	ul->others_outside = evu_share_handed_after_fork(lev);
+	ul->path = evu_ulev_path_wanted(ul);
 	len = sizeof(ul->family);
 	if (getsockopt(lev->fd, SOL_SOCKET, SO_DOMAIN, &ul->family, &len) == 0)
 		ul->addr_in_accept = ul->family == AF_INET || ul->family == AF_INET6;
@@ -551,7 +727,8 @@ static bool evu_uring_localize(struct evconnlistener *lev)
 {
 	struct evu_ulev *ul = lev->backend;
 
-	evu_ring_retire_if_foreign(ul->ring, false);
+	if (ul->ring)
+		evu_ring_retire_if_foreign(ul->ring, false);
 	return lev->ops == &evu_uring_ops;
 }
 
@@ -562,7 +739,8 @@ static int evu_uring_start(struct evconnlistener *lev)
 	if (!evu_uring_localize(lev))
 		return lev->ops->start(lev);
 	ul = lev->backend;
-
+	ul->started = true;
+	evu_ulev_update_door(ul);
 	evu_ulev_update_interest(ul);
 	if (ul->inflight) {
 		/* Still armed, or cancelled with its final CQE to come: the
@@ -581,13 +759,14 @@ static int evu_uring_stop(struct evconnlistener *lev)
 	if (!evu_uring_localize(lev))
 		return lev->ops->stop(lev);
 	ul = lev->backend;
-
+	ul->started = false;
 	if (ul->backing_off) {
 		event_del_noblock(ul->arm_ev);
 		ul->backing_off = false;
 	}
 	evu_ulev_cancel(ul);
 	evu_ulev_update_interest(ul);
+	evu_ulev_update_door(ul);
 	return 0;
 }
 
@@ -608,7 +787,7 @@ static bool evu_uring_destroy(struct evconnlistener *lev)
 	return evu_ulev_free(ul, true);
 }
 
-void evu_ulev_migrate(struct evu_ulev *ul)
+void evu_ulev_orphan(struct evu_ulev *ul, bool forked)
 {
 	struct evconnlistener *lev = ul->lev;
 
@@ -624,17 +803,58 @@ void evu_ulev_migrate(struct evu_ulev *ul)
 			evu_listener_release(lev);
 		return;
 	}
-	if (evu_ring_acquire(lev->base, ul) < 0) {
-		/* no new ring (memory, limits): the event backend takes over */
-		evu_ulev_free(ul, false);
-		evu_switch_to_event(lev);
-		evu_unlock(lev);
-		return;
-	}
-	evu_ulev_update_interest(ul);
+	if (forked)
+		ul->others_outside = true; /* the parent holds the socket too */
 	if (evu_wants_accept(lev))
 		event_active(ul->arm_ev, EV_READ, 0);
 	evu_unlock(lev);
+}
+
+/* @p act on each listener of @p r that @p pick chooses, until none is
+ * chosen (act must make pick false), one at a time: an action may take
+ * r->mu itself (the doors). */
+static void evu_ulev_each(struct evu_ring *r, bool (*pick)(struct evu_ulev *),
+			  void (*act)(struct evu_ulev *))
+{
+	for (;;) {
+		struct evu_ulev *ul;
+
+		pthread_mutex_lock(&r->mu);
+		for (ul = r->ulevs; ul && !pick(ul); ul = ul->ring_next)
+			;
+		pthread_mutex_unlock(&r->mu);
+		if (!ul)
+			return;
+		evu_lock(ul->lev);
+		act(ul);
+		evu_unlock(ul->lev);
+	}
+}
+
+static bool evu_ulev_path_stale(struct evu_ulev *ul)
+{
+	return ul->path != evu_ulev_path_wanted(ul) && !ul->lev->freed;
+}
+
+void evu_ulev_sync_ring(struct evu_ring *r)
+{
+	evu_ulev_each(r, evu_ulev_path_stale, evu_ulev_sync_path);
+}
+
+static bool evu_ulev_armed_uncancelled(struct evu_ulev *ul)
+{
+	return __atomic_load_n(&ul->inflight, __ATOMIC_ACQUIRE) && !ul->cancelled;
+}
+
+static void evu_ulev_cancel_once(struct evu_ulev *ul)
+{
+	evu_ulev_cancel(ul);
+	ul->cancelled = true; /* even if it failed: no second try */
+}
+
+void evu_ulev_cancel_ring(struct evu_ring *r)
+{
+	evu_ulev_each(r, evu_ulev_armed_uncancelled, evu_ulev_cancel_once);
 }
 
 /* The ring's own thread, not inside our callbacks: we may reap. */
@@ -709,6 +929,8 @@ static void evu_uring_quiesce(struct evconnlistener *lev)
 
 		evu_lock(lev);
 		ul = lev->ops == &evu_uring_ops ? lev->backend : NULL;
+		if (ul && !ul->ring)
+			ul = NULL; /* retired: nothing in flight */
 		if (ul && !lev->lock && evu_ring_can_wait_for_loop(ul->ring)) {
 			/* Another thread than the live loop thread, no
 			 * THREADSAFE: stop handed the cancellation to the

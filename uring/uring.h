@@ -16,6 +16,17 @@
 struct evu_ring;
 
 /*
+ * How an io_uring listener accepts; evu_ulev_sync_path (uring-backend.c) is
+ * the one place it changes.
+ * RING    its socket's sole accepter: a multishot accept on the ring.
+ * DIRECT  other loops or processes accept from the socket too: libevent's
+ *         accept4() loop on the socket's readiness, so that whichever loop
+ *         is free takes a connection (a connection wakes only one armed
+ *         io_uring accept, which runs when its own loop next enters its ring).
+ */
+enum evu_path { EVU_PATH_RING, EVU_PATH_DIRECT };
+
+/*
  * A listener's io_uring state. The CQE user_data points here, so it lives
  * until the final CQE of its last request has been reaped, even if the
  * listener was freed before (release_pending).
@@ -24,10 +35,17 @@ struct evu_ulev {
 	struct evconnlistener *lev;
 	struct evu_ring *ring;
 	struct evu_ulev *ring_next;  /* the ring's list of listener states */
+	enum evu_path path;
+	bool started;             /* between the façade's start and stop */
+	bool others_outside;      /* another process may accept from the socket */
+	uint64_t ring_got;        /* fds the ring handed this listener */
+	uint64_t door_mark;       /* ring_got at the end of the last door callback */
+	unsigned win_wakes, win_misses; /* sharing evidence (evu_ulev_note_wakeup) */
 	struct event *arm_ev;     /* activated: arm / deliver stash in the loop thread */
-	/* DEFER_TASKRUN rings: the listening socket as a persistent,
-	 * level-triggered read event, pending while the accept is live. The
-	 * socket's wakeup that queues the accept work also wakes the loop. */
+	/* The listening socket as a persistent, level-triggered read event.
+	 * RING (DEFER_TASKRUN rings): pending while the accept is live; the
+	 * socket's wakeup that queues the accept work also wakes the loop.
+	 * DIRECT: pending while started, as libevent's listener event. */
 	struct event *door_ev;
 	bool door_on;
 	bool door_wanted;         /* door_on, were the loop not asleep in the ring */
@@ -80,6 +98,7 @@ struct evu_ring {
 	bool has_sync_cancel;
 	bool teardown_pending;
 	bool retiring;            /* under reap_mu: listeners are moving away */
+	bool closing;             /* its loop thread is ending: arm nothing more */
 	int pins;                 /* cross-thread users (atomic): retire waits */
 	int busy;                 /* depth of ring callbacks running (loop thread) */
 	int n_attached;           /* evu_ulev objects alive on this ring */
@@ -87,6 +106,7 @@ struct evu_ring {
 	unsigned sq_pending;      /* SQEs prepared but not submitted */
 	bool taskrun_stale;       /* IORING_SQ_TASKRUN set, but the last call ran nothing */
 	uint64_t batch_seq;
+	unsigned share_gen;       /* evu_share_generation() when listeners last looked */
 	pid_t pid;
 	struct evu_ulev *ulevs;   /* attached listener states (under mu) */
 	struct evu_ring *next;
@@ -138,8 +158,8 @@ EVU_HIDDEN bool evu_ring_in_loop_thread(struct evu_ring *r);
 EVU_HIDDEN bool evu_ring_enter_loop(struct evu_ring *r);
 /* If this ring cannot be driven from here (a forked child; or, for rings
  * no THREADSAFE listener uses, a thread other than its submitter, once that
- * thread has exited or if even_if_alive), move its listeners to a new ring
- * and close it, which cancels whatever it had armed. Returns true if it
+ * thread has exited or if even_if_alive), take its listeners off it and
+ * close it, which cancels whatever it had armed. Returns true if it
  * did. While the submitter lives it may be running the loop, in a callback
  * on this ring: retiring then races with it. */
 EVU_HIDDEN bool evu_ring_retire_if_foreign(struct evu_ring *r, bool even_if_alive);
@@ -176,9 +196,20 @@ EVU_HIDDEN int evu_ring_cancel(struct evu_ring *r, void *user_data, bool may_sub
 /* uring-backend.c: one completion for a listener's request. */
 EVU_HIDDEN void evu_ulev_on_cqe(struct evu_ulev *ul, int res, unsigned flags,
 				bool deliver);
-/* uring-backend.c: move a listener state to a new ring of its base (its
- * request on the old ring is abandoned). Loop thread only. */
-EVU_HIDDEN void evu_ulev_migrate(struct evu_ulev *ul);
+/* uring-backend.c: take a listener state off its ring, which is being
+ * retired (its request is abandoned: closing the ring cancels it). It gets
+ * a new ring when it next arms, in its loop thread; @p forked: in a forked
+ * child, whose parent holds the socket too. */
+EVU_HIDDEN void evu_ulev_orphan(struct evu_ulev *ul, bool forked);
+/* uring-backend.c: every listener of the ring takes the path its socket's
+ * sharing calls for now (loop thread). */
+EVU_HIDDEN void evu_ulev_sync_ring(struct evu_ring *r);
+/* ring.c: a socket gained a listener since the ring's listeners looked:
+ * evu_ring_reap lets them look before it runs any accept. */
+EVU_HIDDEN bool evu_ring_share_changed(struct evu_ring *r);
+/* uring-backend.c: cancel every armed request of the ring's listeners
+ * (its submitter thread, which is about to end). */
+EVU_HIDDEN void evu_ulev_cancel_ring(struct evu_ring *r);
 
 /* wait.c: EVURING_WAIT=ring|auto. */
 EVU_HIDDEN bool evu_wait_wanted(void);

@@ -519,6 +519,16 @@ static int evu_wait_in_ring(struct evu_ring *r, int epfd, struct epoll_event *ev
 	bool have_cq, polls = evu_wait_call_polls(c);
 	int n = 0, ret;
 
+	/* A socket gained another accepter: its listener must leave the ring
+	 * before the accept runs (wait_cb's reap moves it), not take a batch
+	 * here that the other loops should share. */
+	if (evu_ring_share_changed(r)) {
+		ev[0].events = EPOLLIN;
+		ev[0].data.u64 = 0;
+		ev[0].data.fd = r->wait_fd;
+		return 1;
+	}
+
 	/* Without the poll on the epoll set armed, a sleep here would miss
 	 * the rest of the base, and epoll would miss the listening sockets:
 	 * then only look, as for a zero timeout (libevent calls again). */

@@ -10,6 +10,8 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -93,6 +95,15 @@ static inline int rel_uring_fds(int *out, int max)
 	}
 	closedir(d);
 	return n;
+}
+
+/* Whether this process's @p fd and its parent's @p parent_fd are one open
+ * file (kcmp): 1, 0, or -1 if the kernel will not say (no kcmp, no access). */
+static inline int rel_same_file_as_parent(int fd, int parent_fd)
+{
+	long r = syscall(SYS_kcmp, getpid(), getppid(), KCMP_FILE, fd, parent_fd);
+
+	return r < 0 ? -1 : r == 0;
 }
 
 /* RLIMIT_NOFILE soft limit. */
