@@ -59,12 +59,17 @@ ALL_VARIANTS = ["libevent", "evuring", "evuring-epoll", "preload", "fallback",
 # io_uring's wait; the raw loop also harvesting an epoll set.
 EXTRA_VARIANTS = ["floor-evfd", "floor-coopdoor", "floor-linger", "floor-uwait", "raw-uring-epoll",
                   "evuring-ringwait", "evuring-auto"]
-ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale"]
+# A library against an earlier build of itself (--base-lib): the same
+# servers with the other libevuring, linked (LD_LIBRARY_PATH) or preloaded.
+BASE_VARIANTS = ["evuring-base", "evuring-epoll-base", "preload-base"]
+ALL_MODES = ["accept-close", "write-close", "overload", "paced", "scale", "shared"]
+# N event loops in one server: each its own REUSEPORT listener, or all on one socket
+MULTI_MODES = ("scale", "shared")
 # Scale mode: the reuseport server (one base + listener per worker thread).
 SCALE_VARIANTS = ["libevent", "evuring", "preload", "fallback"]
 SCALE_RATIOS = [("evuring", "libevent"), ("preload", "libevent"), ("fallback", "libevent")]
 NEEDS_EVURING = {"evuring", "preload", "fallback", "evuring-ringwait", "evuring-epoll",
-                 "evuring-auto"}
+                 "evuring-auto"} | set(BASE_VARIANTS)
 # Variants whose callback cannot know the peer port (no latency join).
 NO_LATENCY = {"raw-uring"}
 EXPECTED_BACKEND = {
@@ -74,13 +79,15 @@ EXPECTED_BACKEND = {
     "floor-evfd": "floor", "floor-coopdoor": "floor", "floor-linger": "floor",
     "floor-uwait": "floor", "accept4": "accept4", "evuring-ringwait": "uring",
     "evuring-epoll": "uring", "evuring-auto": "uring",
+    "evuring-base": "uring", "evuring-epoll-base": "uring", "preload-base": "uring",
 }
 KEY_RATIOS = [("evuring", "libevent"), ("evuring", "floor"), ("evuring", "floor-defer"),
               ("fallback", "libevent"), ("preload", "libevent"),
               ("evuring-ringwait", "libevent"), ("evuring-ringwait", "evuring"),
               ("evuring-ringwait", "floor-defer"), ("evuring-epoll", "libevent"),
               ("evuring", "evuring-epoll"), ("evuring-auto", "libevent"),
-              ("evuring-auto", "evuring")]
+              ("evuring-auto", "evuring"), ("evuring", "evuring-base"),
+              ("evuring-epoll", "evuring-epoll-base"), ("preload", "preload-base")]
 
 STORM_MAGIC = 0x4d524f5453555645
 PORTS = 65536
@@ -281,13 +288,14 @@ def kill_quietly(proc, sig):
 
 def run_one(cfg, paths, shm, variant, mode, workers=None):
     """One server + one client run. Returns a dict of raw figures.
-    mode "scale": the reuseport server with `workers` threads, no pinning."""
+    modes "scale" and "shared": the reuseport server with `workers` threads
+    (each its own REUSEPORT listener, or all on one socket)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("EVURING_BACKEND", None)
     env.pop("EVURING_WAIT", None)
     opt = ""
-    scale = mode == "scale"
+    scale = mode in MULTI_MODES
     if scale:
         binary = paths["server_reuseport_evuring" if variant in ("evuring", "fallback")
                        else "server_reuseport_libevent"]
@@ -302,6 +310,18 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
     elif variant == "evuring":
         binary = paths["server_evuring"]
         env["EVURING_BACKEND"] = "uring"
+    elif variant in BASE_VARIANTS:
+        base_dir = os.path.dirname(os.path.abspath(cfg.base_lib))
+        env["EVURING_BACKEND"] = "uring"
+        if variant == "preload-base":
+            binary = paths["server_libevent"]
+            env["LD_PRELOAD"] = os.path.abspath(cfg.base_lib)
+        else:
+            # the server's RUNPATH gives way to LD_LIBRARY_PATH
+            binary = paths["server_evuring"]
+            env["LD_LIBRARY_PATH"] = base_dir
+            if variant == "evuring-epoll-base":
+                env["EVURING_WAIT"] = "epoll"
     elif variant.startswith("evuring-"):  # -ringwait, -epoll, -auto
         binary = paths["server_evuring"]
         env["EVURING_BACKEND"] = "uring"
@@ -371,8 +391,11 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
         server_cmd += ["--opt", opt]
     if scale:
         server_cmd += ["--workers", str(workers)]
-        if cfg.scale_pin == "workers":
-            server_cmd += ["--opt", "pin=%d" % cfg.server_cpu]
+        opts = ["pin=%d" % cfg.server_cpu] if cfg.scale_pin == "workers" else []
+        if mode == "shared":
+            opts.append("shared")
+        if opts:
+            server_cmd += ["--opt", ",".join(opts)]
     server_pre = unpinned() if scale else pin(cfg.server_cpu)
     client_pre = unpinned(cfg.scale_client_nice) if scale else pin(cfg.client_cpu)
     client_cmd = [paths["client"], "--shm", shm.path, "--count", str(total),
@@ -489,6 +512,11 @@ def run_one(cfg, paths, shm, variant, mode, workers=None):
                 # Reuseport skew: busiest worker's share over an even share.
                 metrics["skew"] = max(per) / mean
                 metrics["idle_workers"] = sum(1 for v in per if v == 0)
+            direct = srv.get("evu_direct")
+            if direct and len(direct) == len(per) and sum(per):
+                # evuring: connections taken by accept4() on readiness
+                # rather than from io_uring (a shared socket's)
+                metrics["direct_share"] = sum(direct) / sum(per)
     if cli and cli.get("connected") != total:
         problems.append("client connected %s of %d" % (cli.get("connected"), total))
     if cli and cli.get("elapsed_us"):
@@ -620,18 +648,19 @@ def bootstrap_ratio_ci(rounds_a, rounds_b, level=0.95, seed=1):
 SCALE_MEDIAN_KEYS = ["cpu_us_per_conn", "user_us_per_conn", "sys_us_per_conn",
                      "ctxsw_per_conn", "conn_per_s", "lat_p50_us", "lat_p99_us",
                      "lat_p999_us", "listen_drops", "listen_overflows", "skew",
-                     "client_s"]
+                     "client_s", "direct_share"]
 
 
-def summarize_scale(runs, variants, worker_counts):
-    """Scale mode: medians per (workers, variant); ratios to libevent at the
-    same worker count (ratio of medians and paired per round); conn/s and
-    CPU/conn relative to the same variant with the fewest workers."""
+def summarize_scale(runs, variants, worker_counts, mode="scale"):
+    """Scale and shared modes: medians per (workers, variant); ratios to
+    libevent at the same worker count (ratio of medians and paired per
+    round); conn/s and CPU/conn relative to the same variant with the fewest
+    workers."""
     medians, ratios = {}, {}
     for n in worker_counts:
         key = str(n)
         medians[key], ratios[key] = {}, {}
-        rn = [r for r in runs if r["mode"] == "scale" and r["workers"] == n]
+        rn = [r for r in runs if r["mode"] == mode and r["workers"] == n]
         for v in variants:
             rs = [r for r in rn if r["variant"] == v]
             if not rs:
@@ -680,9 +709,11 @@ def summarize_scale(runs, variants, worker_counts):
     return medians, ratios
 
 
-def print_scale(cfg, medians, ratios, worker_counts, variants, out):
-    out.write("\n== scale: N worker threads, each its own event_base and "
-              "LEV_OPT_REUSEABLE_PORT listener on one port;\n"
+def print_scale(cfg, medians, ratios, worker_counts, variants, out, mode="scale"):
+    out.write(("\n== scale: N worker threads, each its own event_base and "
+               "LEV_OPT_REUSEABLE_PORT listener on one port;\n" if mode == "scale" else
+               "\n== shared: N worker threads, each its own event_base and a listener "
+               "on one shared listening socket;\n") +
               "   client connects and closes, server accepts and closes. "
               "%d measured connections per run (+%d warm-up),\n"
               "   %d rounds, %s,\n   %d client threads on all %d CPUs at nice %d, "
@@ -691,9 +722,9 @@ def print_scale(cfg, medians, ratios, worker_counts, variants, out):
                  "worker i pinned to CPU (%d+i) mod %d" % (cfg.server_cpu, os.cpu_count() or 1)
                  if cfg.scale_pin == "workers" else "server threads not pinned",
                  cfg.threads, os.cpu_count() or 1, cfg.scale_client_nice, cfg.backlog))
-    hdr = "%-3s %-10s %9s %6s %9s %6s %7s %6s  %-15s %s" % (
+    hdr = "%-3s %-10s %9s %6s %9s %6s %7s %6s %6s  %-15s %s" % (
         "N", "variant", "CPU us/c", "x lev", "conn/s", "x N=%d" % worker_counts[0],
-        "cs/c", "skew", "per worker", "ok")
+        "cs/c", "skew", "direct", "per worker", "ok")
     out.write(hdr + "\n" + "-" * len(hdr) + "\n")
     for n in worker_counts:
         for v in variants:
@@ -702,11 +733,12 @@ def print_scale(cfg, medians, ratios, worker_counts, variants, out):
                 continue
             per = m.get("worker_accepted_median")
             per_s = "/".join("%.0f" % x for x in per) if per else "-"
-            out.write("%-3d %-10s %s %s %s %s %s %s  %-15s %d/%d\n" % (
+            out.write("%-3d %-10s %s %s %s %s %s %s %s  %-15s %d/%d\n" % (
                 n, v, fmt(m["cpu_us_per_conn"], 2, 9), fmt(m["cpu_ratio_to_libevent"], 2, 6),
                 fmt(m["conn_per_s"], 0, 9), fmt(m["rate_vs_first"], 2, 6),
                 fmt(m["ctxsw_per_conn"], 3, 7),
-                fmt(m["skew"], 3, 6), per_s, m["valid_rounds"], m["rounds"]))
+                fmt(m["skew"], 3, 6), fmt(m.get("direct_share"), 2, 6), per_s,
+                m["valid_rounds"], m["rounds"]))
     out.write("   ratios to libevent at the same N: ratio of medians (for CPU, its 95% "
               "bootstrap interval over rounds), paired per-round median [min..max]:\n")
     for n in worker_counts:
@@ -732,14 +764,16 @@ def print_scale(cfg, medians, ratios, worker_counts, variants, out):
               "x N=%d: conn/s relative to the same variant with N=%d;\nskew: busiest "
               "worker's accepted count / mean (1.000 = even); per worker: accepted per "
               "worker,\nwarm-up included (median per worker index); cs/c: server context "
-              "switches per connection\n(~ wakeups); no latency columns: with a niced client "
+              "switches per connection\n(~ wakeups); direct: evuring's share of connections "
+              "taken by accept4() on readiness\nrather than from io_uring (stats.direct); "
+              "no latency columns: with a niced client "
               "sharing the CPUs, connect() -> accept\nlatency measures the client's "
               "scheduling, not the server (it is in the JSON).\n"
               % (worker_counts[0], worker_counts[0]))
     out.flush()
 
 
-def plot_scale(cfg, medians, worker_counts, variants, png_path):
+def plot_scale(cfg, medians, worker_counts, variants, png_path, mode="scale"):
     gnuplot = shutil.which("gnuplot")
     if not gnuplot:
         log("gnuplot not found (Debian: apt-get install gnuplot-nox): no scale plot")
@@ -766,10 +800,10 @@ set output '%(png)s'
 set datafile missing 'NaN'
 set grid
 set key top left
-set xlabel 'worker threads (one event_base + SO_REUSEPORT listener each)'
+set xlabel '%(xlabel)s'
 set xtics (%(xtics)s)
 set xrange [%(xmin)f:%(xmax)f]
-set multiplot layout 2,1 title 'evuring scale-out: %(title)s'
+set multiplot layout 2,1 title 'evuring %(what)s: %(title)s'
 set title 'accepted connections per second (median of %(rounds)d rounds; client shares the CPUs)'
 set ylabel 'conn/s'
 set yrange [0:*]
@@ -779,6 +813,10 @@ set ylabel 'CPU us / connection'
 plot %(cpu)s
 unset multiplot
 """ % {"png": png_path, "rate": rate, "cpu": cpu, "rounds": cfg.rounds,
+       "xlabel": ("worker threads (one event_base + SO_REUSEPORT listener each)"
+                  if mode == "scale" else
+                  "worker threads (one event_base each, listeners on one shared socket)"),
+       "what": "scale-out" if mode == "scale" else "shared socket",
        "xtics": ", ".join("'%d' %d" % (n, n) for n in worker_counts),
        "xmin": min(worker_counts) - 0.5, "xmax": max(worker_counts) + 0.5,
        "title": "%s, %d conns/run, %s" % (platform.release(), cfg.scale_connections,
@@ -1222,14 +1260,19 @@ def main():
     ap.add_argument("--write-bytes", type=int, default=16,
                     help="bytes the client writes in write-close mode (default 16)")
     ap.add_argument("--variants", default=",".join(ALL_VARIANTS))
+    ap.add_argument("--base-lib",
+                    help="libevuring.so.0 of another build (its directory must hold "
+                         "libevuring.so.0): enables variants %s, the same servers with that "
+                         "library, to compare a change with its predecessor"
+                         % ",".join(BASE_VARIANTS))
     ap.add_argument("--modes", default=",".join(ALL_MODES))
     ap.add_argument("--scale-workers",
-                    help="scale mode: server worker counts, comma-separated (default 1..nproc)")
+                    help="scale and shared modes: server worker counts, comma-separated (default 1..nproc)")
     ap.add_argument("--scale-variants", default="libevent,evuring",
-                    help="scale mode variants (of %s; default libevent,evuring)"
+                    help="scale and shared mode variants (of %s; default libevent,evuring)"
                          % ",".join(SCALE_VARIANTS))
     ap.add_argument("--scale-connections", type=int,
-                    help="measured connections per scale run (default: --connections)")
+                    help="measured connections per scale or shared run (default: --connections)")
     ap.add_argument("--scale-client-nice", type=int, default=19,
                     help="scale mode: nice value of the client (default 19: the server's "
                          "threads get a CPU whenever they are runnable; 0: plain fair share, "
@@ -1333,23 +1376,30 @@ def main():
     variants = [v for v in cfg.variants.split(",") if v]
     modes = [m for m in cfg.modes.split(",") if m]
     for v in variants:
-        if v not in ALL_VARIANTS + EXTRA_VARIANTS:
-            ap.error("unknown variant %r (known: %s)" % (v, ", ".join(ALL_VARIANTS + EXTRA_VARIANTS)))
+        if v not in ALL_VARIANTS + EXTRA_VARIANTS + BASE_VARIANTS:
+            ap.error("unknown variant %r (known: %s)" % (
+                v, ", ".join(ALL_VARIANTS + EXTRA_VARIANTS + BASE_VARIANTS)))
+        if v in BASE_VARIANTS and not (cfg.base_lib and os.path.exists(cfg.base_lib)):
+            ap.error("variant %s needs --base-lib (an existing libevuring.so.0)" % v)
     for m in modes:
         if m not in ALL_MODES:
             ap.error("unknown mode %r (known: %s)" % (m, ", ".join(ALL_MODES)))
     scale_variants = []
-    if "scale" in modes:
+    multi_modes = [m for m in modes if m in MULTI_MODES]
+    if multi_modes:
         scale_variants = [v for v in cfg.scale_variants.split(",") if v]
         for v in scale_variants:
             if v not in SCALE_VARIANTS:
                 ap.error("unknown scale variant %r (known: %s)" % (v, ", ".join(SCALE_VARIANTS)))
         if not paths.get("server_reuseport_libevent"):
-            log("storm: this build has no reuseport server (rebuild): skipping scale mode")
+            log("storm: this build has no reuseport server (rebuild): skipping %s"
+                % " and ".join(multi_modes))
             scale_variants = []
         elif not paths.get("server_reuseport_evuring") or not paths.get("libevuring"):
             scale_variants = [v for v in scale_variants if v not in NEEDS_EVURING]
-    modes = [m for m in modes if m != "scale"]
+    modes = [m for m in modes if m not in MULTI_MODES]
+    if not scale_variants:
+        multi_modes = []
     if not modes:
         variants = []
     skipped = []
@@ -1365,6 +1415,7 @@ def main():
     json_path = cfg.json or os.path.join(cfg.out, "storm.json")
     png_path = cfg.png or os.path.join(cfg.out, "storm.png")
     png_scale_path = cfg.png_scale or os.path.join(cfg.out, "storm-scale.png")
+    png_multi = {"scale": png_scale_path, "shared": os.path.join(cfg.out, "storm-shared.png")}
 
     # The runner itself stays off the server's CPU.
     try:
@@ -1381,13 +1432,22 @@ def main():
     calibrate = cfg.storm_pace == "auto" and bool(variants) and any(
         m in STORM_MODES for m in modes)
     total_runs = (sum(mode_rounds(cfg, m) for m in modes) * len(variants) +
-                  cfg.rounds * len(worker_counts) * len(scale_variants) +
+                  cfg.rounds * len(worker_counts) * len(scale_variants) * len(multi_modes) +
                   (3 if calibrate else 0))
     prog = Progress(total_runs, not cfg.no_progress)
     interrupted = False
 
     def on_term(sig, frame):
         raise KeyboardInterrupt
+
+    def record(run, rnd, pos, what):
+        run["round"] = rnd
+        run["position"] = pos
+        runs.append(run)
+        prog.done += 1
+        if run["problems"]:
+            prog.finish()
+            log("storm: %s round %d: %s" % (what, rnd + 1, "; ".join(run["problems"])))
 
     signal.signal(signal.SIGTERM, on_term)
     t_start = time.monotonic()
@@ -1404,31 +1464,18 @@ def main():
                         prog.show("%s round %d/%d: %s" % (mode, rnd + 1, nrounds, v))
                     else:
                         prog.show("%s round %d/%d" % (mode, rnd + 1, nrounds))
-                    run = run_one(cfg, paths, shm, v, mode)
-                    run["round"] = rnd
-                    run["position"] = pos
-                    runs.append(run)
-                    prog.done += 1
-                    if run["problems"]:
-                        prog.finish()
-                        log("storm: %s %s round %d: %s" % (mode, v, rnd + 1,
-                                                          "; ".join(run["problems"])))
-        # Scale: every worker count in every round, variant order as above.
-        for rnd in range(cfg.rounds if scale_variants else 0):
-            for n in worker_counts:
-                order = round_order(scale_variants, rnd)
-                for pos, v in enumerate(order):
-                    prog.show("scale round %d/%d: N=%d %s" % (rnd + 1, cfg.rounds, n, v)
-                              if TTY else "scale round %d/%d" % (rnd + 1, cfg.rounds))
-                    run = run_one(cfg, paths, shm, v, "scale", workers=n)
-                    run["round"] = rnd
-                    run["position"] = pos
-                    runs.append(run)
-                    prog.done += 1
-                    if run["problems"]:
-                        prog.finish()
-                        log("storm: scale N=%d %s round %d: %s" % (
-                            n, v, rnd + 1, "; ".join(run["problems"])))
+                    record(run_one(cfg, paths, shm, v, mode), rnd, pos, "%s %s" % (mode, v))
+        # Scale, shared: every worker count in every round, variant order
+        # as above.
+        for mm in multi_modes:
+            for rnd in range(cfg.rounds):
+                for n in worker_counts:
+                    order = round_order(scale_variants, rnd)
+                    for pos, v in enumerate(order):
+                        prog.show("%s round %d/%d: N=%d %s" % (mm, rnd + 1, cfg.rounds, n, v)
+                                  if TTY else "%s round %d/%d" % (mm, rnd + 1, cfg.rounds))
+                        record(run_one(cfg, paths, shm, v, mm, workers=n), rnd, pos,
+                               "%s N=%d %s" % (mm, n, v))
     except KeyboardInterrupt:
         interrupted = True
         prog.finish()
@@ -1437,24 +1484,25 @@ def main():
         shm.close()
     prog.finish()
 
-    medians, ratios = summarize([r for r in runs if r["mode"] != "scale"], variants, modes)
-    if scale_variants:
-        medians["scale"], ratios["scale"] = summarize_scale(runs, scale_variants,
-                                                            worker_counts)
+    medians, ratios = summarize([r for r in runs if r["mode"] not in MULTI_MODES],
+                                variants, modes)
+    for mm in multi_modes:
+        medians[mm], ratios[mm] = summarize_scale(runs, scale_variants, worker_counts, mm)
     result = {
         "benchmark": "evuring accept storm",
         "meta": meta,
         "config": {k: v for k, v in vars(cfg).items()},
         "variants": variants,
         "skipped_variants": skipped,
-        "modes": modes + (["scale"] if scale_variants else []),
+        "modes": modes + multi_modes,
         "scale": ({"workers": worker_counts, "variants": scale_variants,
                    "connections": cfg.scale_connections, "warmup": cfg.scale_warmup,
                    "pinning": ("server worker i on CPU (%d+i) mod nproc" % cfg.server_cpu
                                if cfg.scale_pin == "workers" else "server not pinned") +
                               "; client threads on all CPUs at nice %d" % cfg.scale_client_nice,
-                   "medians_key": "medians.scale[workers][variant]"}
-                  if scale_variants else None),
+                   "medians_key": "medians.scale[workers][variant]",
+                   "modes": multi_modes}
+                  if multi_modes else None),
         "storm_pace": storm_pace,
         "interrupted": interrupted,
         "duration_s": round(time.monotonic() - t_start, 1),
@@ -1477,17 +1525,18 @@ def main():
                             storm_pace["pace_us"]))
     if modes and variants:
         print_tables(cfg, medians, ratios, modes, variants, sys.stdout)
-    if scale_variants:
-        print_scale(cfg, medians["scale"], ratios["scale"], worker_counts, scale_variants,
-                    sys.stdout)
+    for mm in multi_modes:
+        print_scale(cfg, medians[mm], ratios[mm], worker_counts, scale_variants,
+                    sys.stdout, mm)
     print_targets(result, sys.stdout)
     wrote = [json_path]
     if not cfg.no_plot and modes and variants and plot(cfg, medians, modes, variants,
                                                        png_path):
         wrote.append(png_path)
-    if not cfg.no_plot and scale_variants and plot_scale(cfg, medians["scale"], worker_counts,
-                                                         scale_variants, png_scale_path):
-        wrote.append(png_scale_path)
+    for mm in multi_modes:
+        if not cfg.no_plot and plot_scale(cfg, medians[mm], worker_counts, scale_variants,
+                                          png_multi[mm], mm):
+            wrote.append(png_multi[mm])
     sys.stdout.write("\nwrote %s\n" % ", ".join(wrote))
     bad = sum(1 for r in runs if not r["valid"])
     if bad:

@@ -2,7 +2,10 @@
  * Accept-storm server for the scale-out measurement: --workers N threads,
  * each with its own event_base and its own listener on the same port
  * (LEV_OPT_REUSEABLE_PORT, i.e. SO_REUSEPORT: the kernel hashes each
- * incoming connection to one of the workers' accept queues). Written against
+ * incoming connection to one of the workers' accept queues); with --opt
+ * shared, each worker's listener is on one socket the main thread made
+ * (evconnlistener_new), so every worker's loop is woken for every connection
+ * and whichever is free takes it (storm.py's shared mode). Written against
  * libevent's listener API only and built twice, like server-listener.c:
  * linked with libevent alone (variant "libevent", "preload" under
  * LD_PRELOAD=libevuring.so) and with evuring ahead of libevent ("evuring",
@@ -16,7 +19,8 @@
  * (written once, it stays readable, so every loop wakes and breaks).
  *
  * --opt pin=C: worker i runs on CPU (C + i) mod nproc (sched_setaffinity of
- * its thread); without it the threads are not pinned.
+ * its thread); without it the threads are not pinned. Options combine:
+ * --opt pin=1,shared.
  *
  * The measured window is process-wide: it opens when the warm-up-th
  * connection (over all workers) has been handled and closes with the last
@@ -47,7 +51,7 @@
 
 /* evuring's extension API, looked up at run time (not linked). */
 struct evu_stats {
-	uint64_t accepted, errors, closed, rearms, batches, reserved[3];
+	uint64_t accepted, errors, closed, rearms, batches, direct, reserved[2];
 };
 typedef int (*backend_fn)(struct evconnlistener *);
 typedef int (*stats_fn)(struct evconnlistener *, struct evu_stats *);
@@ -73,6 +77,7 @@ static struct storm_server S;
 static struct worker workers[STORM_MAX_WORKERS];
 static int stop_fd = -1;
 static int pin_first = -1; /* --opt pin=C */
+static int shared_fd = -1; /* --opt shared: the one listening socket */
 static backend_fn get_backend;
 static stats_fn get_stats;
 static name_fn backend_name;
@@ -153,7 +158,10 @@ static void *worker_main(void *arg)
 	w->base = event_base_new();
 	if (w->base)
 		w->stop = event_new(w->base, stop_fd, EV_READ, on_stop, w);
-	if (w->stop && event_add(w->stop, NULL) == 0)
+	if (w->stop && event_add(w->stop, NULL) == 0 && shared_fd >= 0)
+		w->lev = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_EXEC, 0,
+					    shared_fd);
+	else if (w->stop && event_add(w->stop, NULL) == 0)
 		w->lev = evconnlistener_new_bind(
 			w->base, on_accept, w,
 			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
@@ -199,11 +207,18 @@ int main(int argc, char **argv)
 {
 	storm_server_init(&S, "reuseport", argc, argv);
 	int n = S.workers;
-	if (strncmp(S.opt, "pin=", 4) == 0)
-		pin_first = atoi(S.opt + 4);
-	else if (*S.opt) {
-		fprintf(stderr, "storm: unknown --opt %s (known: pin=CPU)\n", S.opt);
-		return 2;
+	int shared = 0;
+	char opts[256];
+	snprintf(opts, sizeof(opts), "%s", S.opt);
+	for (char *tok = strtok(opts, ","); tok; tok = strtok(NULL, ",")) {
+		if (strncmp(tok, "pin=", 4) == 0) {
+			pin_first = atoi(tok + 4);
+		} else if (!strcmp(tok, "shared")) {
+			shared = 1;
+		} else {
+			fprintf(stderr, "storm: unknown --opt %s (known: pin=CPU, shared)\n", tok);
+			return 2;
+		}
 	}
 
 	get_backend = (backend_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "evuring_listener_backend");
@@ -228,6 +243,20 @@ int main(int argc, char **argv)
 	listen_addr.sin_family = AF_INET;
 	listen_addr.sin_port = htons((uint16_t)S.port);
 	listen_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (shared) {
+		int one = 1;
+		socklen_t len = sizeof(listen_addr);
+
+		shared_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (shared_fd < 0 ||
+		    setsockopt(shared_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(shared_fd, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) < 0 ||
+		    listen(shared_fd, S.backlog) < 0 ||
+		    getsockname(shared_fd, (struct sockaddr *)&listen_addr, &len) < 0) {
+			perror("storm: shared listening socket");
+			return 1;
+		}
+	}
 
 	/* Worker 0 first (it picks the port), then the others, one at a time. */
 	int started = 0, failed = 0;
@@ -301,10 +330,15 @@ int main(int argc, char **argv)
 		APPEND("],\"evu_rearms\":[");
 		for (int i = 0; i < n; i++)
 			APPEND("%s%llu", i ? "," : "", (unsigned long long)workers[i].st.rearms);
+		APPEND("],\"evu_direct\":[");
+		for (int i = 0; i < n; i++)
+			APPEND("%s%llu", i ? "," : "", (unsigned long long)workers[i].st.direct);
 		APPEND("]");
 	}
 #undef APPEND
 	storm_report(&S, backend, extra);
+	if (shared_fd >= 0)
+		close(shared_fd);
 	close(stop_fd);
 	close(sig_fd);
 	return 0;
