@@ -26,7 +26,7 @@
 
 /* evuring's extension API, looked up at run time (not linked). */
 struct evu_stats {
-	uint64_t accepted, errors, closed, rearms, batches, reserved[3];
+	uint64_t accepted, errors, closed, rearms, batches, direct, reserved[2];
 };
 typedef int (*backend_fn)(struct evconnlistener *);
 typedef int (*stats_fn)(struct evconnlistener *, struct evu_stats *);
@@ -108,10 +108,10 @@ int main(int argc, char **argv)
 	if (get_stats && get_stats(lev, &st) == 0 && n > 0 && (size_t)n < sizeof(extra))
 		snprintf(extra + n, sizeof(extra) - (size_t)n,
 			 ",\"evu_accepted\":%llu,\"evu_errors\":%llu,\"evu_closed\":%llu,"
-			 "\"evu_rearms\":%llu,\"evu_batches\":%llu",
+			 "\"evu_rearms\":%llu,\"evu_batches\":%llu,\"evu_direct\":%llu",
 			 (unsigned long long)st.accepted, (unsigned long long)st.errors,
 			 (unsigned long long)st.closed, (unsigned long long)st.rearms,
-			 (unsigned long long)st.batches);
+			 (unsigned long long)st.batches, (unsigned long long)st.direct);
 	storm_report(&S, backend, extra);
 
 	evconnlistener_free(lev);
