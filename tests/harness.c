@@ -24,7 +24,7 @@ static int watchdog_secs = 30;
 #ifndef EVU_TEST_REFERENCE
 static int expect_backend;              /* 0: no expectation */
 static const char *expect_source = "";
-static int backend_reported;
+static atomic_int backend_reported; /* loops in threads make listeners */
 #endif
 static char temp_dir[64];
 static char temp_paths[128][108];
@@ -179,8 +179,7 @@ void harness_check_backend(struct evconnlistener *lev)
 	int b = evuring_listener_backend(lev);
 	CHECKF(b == EVURING_BACKEND_URING || b == EVURING_BACKEND_EVENT,
 	       "evuring_listener_backend() returned %d", b);
-	if (!backend_reported) {
-		backend_reported = 1;
+	if (!atomic_exchange(&backend_reported, 1)) {
 		printf("[%s] listeners run on the %s backend\n", test_name,
 		       evuring_backend_name(b));
 	}

@@ -57,6 +57,50 @@ int shared_pattern_parse(const char *s)
 	return -1;
 }
 
+int shared_has_candidate(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+
+	return !harness_is_reference() || (pre && strstr(pre, "libevuring"));
+}
+
+double shared_reference_once(const char *exe, enum shared_pattern pattern, const char *key)
+{
+	char out[512] = "", want[64];
+	int pfd[2], status;
+	double v = -1;
+	ssize_t got, len = 0;
+	pid_t pid;
+	const char *s;
+
+	if (!exe)
+		exe = "/proc/self/exe";
+	REQUIRE_SYS(pipe(pfd));
+	fflush(NULL);
+	pid = fork();
+	REQUIRE_SYS(pid);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		unsetenv("LD_PRELOAD");
+		execl(exe, exe, "--once", shared_pattern_name(pattern), (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (len < (ssize_t)sizeof out - 1 &&
+	       (got = read(pfd[0], out + len, sizeof out - 1 - (size_t)len)) > 0)
+		len += got;
+	out[len] = 0;
+	close(pfd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "reference run %s failed (status %#x): %s", exe, status, out);
+	snprintf(want, sizeof want, "%s=", key);
+	s = strstr(out, want);
+	CHECKF(s && sscanf(s + strlen(want), "%lf", &v) == 1, "no %s from %s: %s", key, exe, out);
+	return v;
+}
+
 void shared_each_pattern(int argc, char **argv, void (*fn)(enum shared_pattern))
 {
 	if (argc > 1) {
@@ -77,6 +121,7 @@ static void shared_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	struct shared_run *run = l->run;
 	long long now = shared_now_ns();
 	struct shared_conn *c;
+	int block;
 
 	(void)lev;
 	if (sa->sa_family != AF_INET || socklen != (int)sizeof(struct sockaddr_in)) {
@@ -84,15 +129,19 @@ static void shared_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
+	/* the block is known before the delivery is counted */
+	block = atomic_exchange(&run->block_next, 0);
+	if (block) {
+		atomic_store(&run->block_start_ns, now);
+		atomic_store(&run->blocked_loop, l->idx);
+	}
 	c = &run->conns[harness_port(sa)];
 	atomic_store(&c->cb_ns, now);
 	atomic_store(&c->loop, l->idx);
 	atomic_fetch_add(&c->calls, 1);
 	atomic_fetch_add(&run->per_loop[l->idx], 1);
 	atomic_fetch_add(&run->delivered, 1);
-	if (atomic_exchange(&run->block_next, 0)) {
-		atomic_store(&run->block_start_ns, now);
-		atomic_store(&run->blocked_loop, l->idx);
+	if (block) {
 		harness_sleep_ms(run->block_ms);
 		atomic_store(&run->block_end_ns, shared_now_ns());
 	} else if (run->cb_sleep_us) {
@@ -180,7 +229,8 @@ static int shared_listen_socket(struct sockaddr_in *out)
 	return fd;
 }
 
-struct shared_run *shared_start(enum shared_pattern pattern, int nloops)
+struct shared_run *shared_start(enum shared_pattern pattern, int nloops, int cb_sleep_us,
+				int block_ms)
 {
 	struct shared_run *run;
 
@@ -191,6 +241,8 @@ struct shared_run *shared_start(enum shared_pattern pattern, int nloops)
 	CHECK(run != MAP_FAILED);
 	run->pattern = pattern;
 	run->nloops = nloops;
+	run->cb_sleep_us = cb_sleep_us;
+	run->block_ms = block_ms;
 	atomic_store(&run->blocked_loop, -1);
 	S.fd = shared_listen_socket(&run->addr);
 	REQUIRE_SYS(pipe2(S.stop, O_CLOEXEC));

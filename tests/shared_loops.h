@@ -50,8 +50,10 @@ struct shared_run {
 /* Monotonic nanoseconds (comparable across the processes of a run). */
 long long shared_now_ns(void);
 /* Start @p nloops loops of @p pattern on a new loopback socket (backlog
- * 1024); returns once each runs its loop with its listener made. */
-struct shared_run *shared_start(enum shared_pattern pattern, int nloops);
+ * 1024), whose callbacks sleep @p cb_sleep_us (the one that blocks:
+ * @p block_ms); returns once each runs its loop with its listener made. */
+struct shared_run *shared_start(enum shared_pattern pattern, int nloops, int cb_sleep_us,
+				int block_ms);
 /* Stop every loop, free their listeners and bases, reap children (each must
  * exit 0) and unmap; the threads pattern also checks that no fd is left. */
 void shared_stop(struct shared_run *run);
@@ -63,6 +65,13 @@ int shared_wait_delivered(struct shared_run *run, int n, int ms);
 /* Every port's callbacks equal its client connects: each connection was
  * delivered exactly once. Fails the test otherwise. */
 void shared_check_once(struct shared_run *run);
+/* Whether this run is evuring (linked, or preloaded into the reference
+ * build), to be compared with libevent's listener in the same run. */
+int shared_has_candidate(void);
+/* Run @p exe (NULL: this binary) as "EXE --once PATTERN" without
+ * LD_PRELOAD, i.e. libevent's own listener, and return the number it
+ * prints as "@p key=...". */
+double shared_reference_once(const char *exe, enum shared_pattern pattern, const char *key);
 /* "threads" / "fork-socket" / "fork-listener". */
 const char *shared_pattern_name(enum shared_pattern p);
 /* @p fn for the pattern named by argv[1], or for each pattern without one. */

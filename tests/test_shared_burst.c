@@ -12,7 +12,6 @@
  */
 #include "shared_loops.h"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define NLOOPS 4
@@ -52,8 +51,7 @@ static double burst(enum shared_pattern pattern, int counts[NLOOPS])
 	pthread_t tids[CLIENTS];
 	long long t0, t1;
 
-	cl.run = shared_start(pattern, NLOOPS);
-	cl.run->cb_sleep_us = CB_US;
+	cl.run = shared_start(pattern, NLOOPS, CB_US, 0);
 	t0 = shared_now_ns();
 	for (int i = 0; i < CLIENTS; i++)
 		CHECK(pthread_create(&tids[i], NULL, client, &cl) == 0);
@@ -71,44 +69,14 @@ static double burst(enum shared_pattern pattern, int counts[NLOOPS])
 	return (t1 - t0) / 1e6;
 }
 
-/* The same burst by libevent's own listener: the reference build, or this
- * binary without LD_PRELOAD (run as a preloaded program). */
+/* The same burst by libevent's own listener. */
 static double reference_burst(enum shared_pattern pattern)
 {
 #ifdef EVU_TEST_REF_EXE
-	const char *exe = EVU_TEST_REF_EXE;
+	return shared_reference_once(EVU_TEST_REF_EXE, pattern, "burst_ms");
 #else
-	const char *exe = "/proc/self/exe";
+	return shared_reference_once(NULL, pattern, "burst_ms");
 #endif
-	int pfd[2], status;
-	char out[256] = "";
-	double ms = -1;
-	ssize_t got, len = 0;
-	pid_t pid;
-	const char *s;
-
-	REQUIRE_SYS(pipe(pfd));
-	fflush(NULL);
-	pid = fork();
-	REQUIRE_SYS(pid);
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		unsetenv("LD_PRELOAD");
-		execl(exe, exe, "--once", shared_pattern_name(pattern), (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while ((got = read(pfd[0], out + len, sizeof out - 1 - (size_t)len)) > 0)
-		len += got;
-	out[len] = 0;
-	close(pfd[0]);
-	CHECK(waitpid(pid, &status, 0) == pid);
-	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	       "reference run %s failed (status %#x): %s", exe, status, out);
-	s = strstr(out, "burst_ms=");
-	CHECKF(s && sscanf(s, "burst_ms=%lf", &ms) == 1, "no burst_ms from %s: %s", exe, out);
-	return ms;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -118,18 +86,10 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Whether this run is evuring (linked or preloaded) to compare with libevent. */
-static int has_candidate(void)
-{
-	const char *pre = getenv("LD_PRELOAD");
-
-	return !harness_is_reference() || (pre && strstr(pre, "libevuring"));
-}
-
 static void spread(enum shared_pattern pattern)
 {
 	double self[ROUNDS], ref[ROUNDS];
-	int counts[NLOOPS], compare = has_candidate();
+	int counts[NLOOPS], compare = shared_has_candidate();
 
 	harness_phase(shared_pattern_name(pattern));
 	for (int r = 0; r < ROUNDS; r++) {

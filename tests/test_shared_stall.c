@@ -4,8 +4,11 @@
  * one loop's callback blocks for 2 s. Every connection made meanwhile, three
  * at a time, must reach another loop's callback within 50 ms (libevent's
  * loops each wake for the socket and whichever is free takes it), each
- * exactly once, and the blocked loop must take nothing more.
+ * exactly once, and the blocked loop must take nothing more. An evuring run
+ * also runs libevent's listener the same way (the reference build, or this
+ * binary without a preloaded evuring) and prints both figures.
  * Usage: test_shared_stall [threads|fork-socket|fork-listener]  (default: all)
+ *        test_shared_stall --once PATTERN   one run, prints worst_ms=
  */
 #include "shared_loops.h"
 
@@ -18,16 +21,16 @@
 #define ROUND_GAP_MS 100
 #define LIMIT_MS 50
 
-static void stall(enum shared_pattern pattern)
+/* One run: the worst connect-to-callback of the connections made while a
+ * loop was blocked, in ns; all checks done. */
+static long long stall_once(enum shared_pattern pattern)
 {
 	struct shared_run *run;
 	int fds[ROUNDS * PER_ROUND], blocker, n = 0, blocked;
 	long long worst = 0;
 	int worst_port = -1;
 
-	harness_phase(shared_pattern_name(pattern));
-	run = shared_start(pattern, NLOOPS);
-	run->block_ms = BLOCK_MS;
+	run = shared_start(pattern, NLOOPS, 0, BLOCK_MS);
 	atomic_store(&run->block_next, 1);
 	blocker = shared_connect(run);
 	CHECK(blocker >= 0);
@@ -77,10 +80,34 @@ static void stall(enum shared_pattern pattern)
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
 	shared_stop(run);
+	return worst;
+}
+
+static void stall(enum shared_pattern pattern)
+{
+	harness_phase(shared_pattern_name(pattern));
+	stall_once(pattern);
+	if (shared_has_candidate()) {
+#ifdef EVU_TEST_REF_EXE
+		const char *ref = EVU_TEST_REF_EXE;
+#else
+		const char *ref = NULL;
+#endif
+		printf("[%s] libevent's listener in the same run: %.3f ms\n",
+		       shared_pattern_name(pattern), shared_reference_once(ref, pattern, "worst_ms"));
+	}
+	harness_watchdog_reset();
 }
 
 int main(int argc, char **argv)
 {
+	if (argc > 2 && !strcmp(argv[1], "--once")) {
+		int p = shared_pattern_parse(argv[2]);
+
+		CHECKF(p >= 0, "unknown pattern %s", argv[2]);
+		printf("worst_ms=%.3f\n", stall_once((enum shared_pattern)p) / 1e6);
+		return 0;
+	}
 	harness_init("shared_stall");
 	shared_each_pattern(argc, argv, stall);
 	printf("PASS\n");

@@ -764,9 +764,18 @@ static int evu_uring_stop(struct evconnlistener *lev)
 		event_del_noblock(ul->arm_ev);
 		ul->backing_off = false;
 	}
-	evu_ulev_cancel(ul);
+	evu_ulev_cancel(ul); /* RING: its door goes with its accept */
 	evu_ulev_update_interest(ul);
-	evu_ulev_update_door(ul);
+	if (ul->path == EVU_PATH_DIRECT) {
+		/* The loop thread owns the door's state, unless the lock
+		 * (THREADSAFE) orders us with it: hand it the removal, which
+		 * it makes before the read event could deliver anything (the
+		 * accept loop stops for a disabled listener). */
+		if (lev->lock || !ul->ring || evu_ring_in_loop_thread(ul->ring))
+			evu_ulev_update_door(ul);
+		else
+			event_active(ul->arm_ev, EV_READ, 0);
+	}
 	return 0;
 }
 

@@ -651,12 +651,23 @@ static bool evu_wait_is_base_set(struct evu_ring *r, int epfd)
 	return errno == EEXIST;
 }
 
+/* Atomics although under evu_wait_mu: see evu_wait_find. */
 static bool evu_wait_known_not(struct evu_ring *r, int epfd)
 {
-	for (unsigned i = 0; i < r->n_epfd_not; i++)
-		if (r->epfd_not[i] == epfd)
+	unsigned n = __atomic_load_n(&r->n_epfd_not, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < n; i++)
+		if (__atomic_load_n(&r->epfd_not[i], __ATOMIC_RELAXED) == epfd)
 			return true;
 	return false;
+}
+
+static void evu_wait_note_not(struct evu_ring *r, int epfd)
+{
+	unsigned n = __atomic_load_n(&r->n_epfd_not, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&r->epfd_not[n], epfd, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->n_epfd_not, n + 1, __ATOMIC_RELEASE);
 }
 
 /*
@@ -693,27 +704,28 @@ static struct evu_ring *evu_wait_find(int epfd, bool *fake)
 				*fake = true;
 				return r;
 			}
-			if (r->n_epfd_not < EVU_EPFD_NOT_MAX)
-				r->epfd_not[r->n_epfd_not++] = epfd;
+			if (__atomic_load_n(&r->n_epfd_not, __ATOMIC_RELAXED) < EVU_EPFD_NOT_MAX)
+				evu_wait_note_not(r, epfd);
 			continue;
 		}
 		own = __atomic_load_n(&r->enabled, __ATOMIC_ACQUIRE) &&
 		      pthread_equal(r->submitter, self);
-		if (state >= EVU_WAIT_LEARNED && r->epfd == epfd) {
+		if (state >= EVU_WAIT_LEARNED &&
+		    __atomic_load_n(&r->epfd, __ATOMIC_RELAXED) == epfd) {
 			*fake = !own || state == EVU_WAIT_LEARNED;
 			return r;
 		}
 		if (state == EVU_WAIT_LEARN && own && !evu_wait_known_not(r, epfd)) {
 			if (evu_wait_is_base_set(r, epfd)) {
-				r->epfd = epfd;
+				__atomic_store_n(&r->epfd, epfd, __ATOMIC_RELAXED);
 				__atomic_store_n(&r->wait_state, EVU_WAIT_LEARNED,
 						 __ATOMIC_RELEASE);
 				evu_wait_changed(); /* other threads' calls on it */
 				*fake = true;
 				return r;
 			}
-			if (r->n_epfd_not < EVU_EPFD_NOT_MAX)
-				r->epfd_not[r->n_epfd_not++] = epfd;
+			if (__atomic_load_n(&r->n_epfd_not, __ATOMIC_RELAXED) < EVU_EPFD_NOT_MAX)
+				evu_wait_note_not(r, epfd);
 			else
 				/* not worth more tries */
 				__atomic_store_n(&r->wait_state, EVU_WAIT_NONE, __ATOMIC_RELEASE);

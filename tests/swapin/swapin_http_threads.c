@@ -2,7 +2,8 @@
  * swapin_http_threads: an evhttp server with several loops on one socket,
  * written only against libevent's public API (no evuring header), the way
  * multi-threaded evhttp servers are: one listening socket, and in each of N
- * threads an event_base, an evhttp and evhttp_accept_socket() on it.
+ * threads an event_base, an evhttp and evhttp_accept_socket() on a dup() of
+ * it (evhttp_free closes the one it was given).
  *
  *   swapin_http_threads [--threads=N]
  *
@@ -77,8 +78,10 @@ static void *loop_main(void *arg)
 	struct event_base *base = event_base_new();
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
 	struct event *stop = http ? event_new(base, stop_fd, EV_READ, on_stop, base) : NULL;
+	/* evhttp closes the socket it accepts on when freed: each its own dup */
+	int fd = dup(listen_fd);
 
-	if (!stop || event_add(stop, NULL) < 0 || evhttp_accept_socket(http, listen_fd) < 0) {
+	if (!stop || fd < 0 || event_add(stop, NULL) < 0 || evhttp_accept_socket(http, fd) < 0) {
 		l->failed = 1;
 		return NULL;
 	}
