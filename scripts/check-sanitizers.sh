@@ -28,8 +28,8 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 # Tests that cannot work under a sanitizer, with the reason:
-# - tsan: swapin.preload.*, swapin.evhttp.preload*, swapin.evhttp-threads.preload*,
-#   swapin.control.shim-ring,
+# - tsan: library.preload-bind-now, swapin.preload.*, swapin.evhttp.preload*,
+#   swapin.evhttp-threads.preload*, swapin.control.shim-ring,
 #   swapin.seccomp.preload-*: they LD_PRELOAD a TSan-instrumented library
 #   into a plain (uninstrumented) binary. The TSan runtime must be part of
 #   the program from its start (it intercepts pthread and malloc before main
@@ -45,7 +45,7 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 #   Nor are upstream.* (libevent's own tests, preloaded the same way); under
 #   ASan they run without the poll/select regress variants.
 asan_exclude=''
-tsan_exclude='^swapin\.(preload\.|evhttp\.preload|evhttp-threads\.preload|control\.shim-ring|seccomp\.preload)'
+tsan_exclude='^library\.preload-bind-now|^swapin\.(preload\.|evhttp\.preload|evhttp-threads\.preload|control\.shim-ring|seccomp\.preload)'
 
 declare -A summary
 failed=0

@@ -22,7 +22,7 @@ static atomic_int evu_debug_state = -1;
 
 static int evu_backend_from_env(void)
 {
-	const char *v = getenv("EVURING_BACKEND");
+	const char *v = secure_getenv("EVURING_BACKEND");
 
 	if (!v || !*v || !strcmp(v, "auto"))
 		return EVURING_BACKEND_AUTO;
@@ -107,7 +107,7 @@ bool evu_debug_enabled(void)
 	int v = atomic_load(&evu_debug_state);
 
 	if (v < 0) {
-		const char *e = getenv("EVURING_DEBUG");
+		const char *e = secure_getenv("EVURING_DEBUG");
 
 		v = e && *e && strcmp(e, "0") != 0;
 		atomic_store(&evu_debug_state, v);
@@ -144,10 +144,11 @@ void evu_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+#ifdef EVU_TEST_HOOKS
 bool evu_test_fault(const char *name)
 {
-	/* Test-only fault injection (EVURING_TEST_FAULT); never set in use. */
-	const char *v = getenv("EVURING_TEST_FAULT");
+	const char *v = secure_getenv("EVURING_TEST_FAULT");
 
 	return v && !strcmp(v, name);
 }
+#endif

@@ -19,6 +19,23 @@
 
 #define EVU_HIDDEN __attribute__((visibility("hidden")))
 
+/*
+ * libevuring binds to the program's own libevent at run time (it records no
+ * dependency on one). Weak references: preloaded into a program without
+ * libevent under LD_BIND_NOW=1, where every reference is resolved at start,
+ * the program must still start (nothing calls them there).
+ */
+#pragma weak event_active
+#pragma weak event_add
+#pragma weak event_assign
+#pragma weak event_debug_unassign
+#pragma weak event_del_noblock
+#pragma weak event_free
+#pragma weak event_free_finalize
+#pragma weak event_get_base
+#pragma weak event_get_struct_event_size
+#pragma weak event_new
+
 struct evu_backend_ops;
 struct evu_share;
 
@@ -173,8 +190,17 @@ EVU_HIDDEN const struct evu_backend_ops *evu_backend_choose(int *err, const char
 /* The user's explicit choice (env or evuring_set_backend), or AUTO. */
 EVU_HIDDEN int evu_backend_forced(void);
 
-/* EVURING_TEST_FAULT=name: test-only fault injection. */
+/* EVURING_TEST_FAULT=name: fault injection, compiled into the tests' own
+ * build of the library only (libevuring-testhooks, EVU_TEST_HOOKS). */
+#ifdef EVU_TEST_HOOKS
 EVU_HIDDEN bool evu_test_fault(const char *name);
+#else
+static inline bool evu_test_fault(const char *name)
+{
+	(void)name;
+	return false;
+}
+#endif
 
 /* Whether EVURING_DEBUG is set; evu_debug() prints a line to stderr if so. */
 EVU_HIDDEN bool evu_debug_enabled(void);

@@ -208,7 +208,7 @@ int evu_uring_probe(const char **why)
 
 enum evu_ring_mode evu_ring_mode_wanted(void)
 {
-	const char *v = getenv("EVURING_RING_FLAGS");
+	const char *v = secure_getenv("EVURING_RING_FLAGS");
 
 	if (v && !strcmp(v, "coop"))
 		return EVU_RING_COOP;

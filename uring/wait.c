@@ -149,7 +149,7 @@ static bool evu_wait_under_valgrind(void)
 	return RUNNING_ON_VALGRIND;
 #else
 	/* valgrind's own preloads (a child it does not trace loses them) */
-	const char *preload = getenv("LD_PRELOAD");
+	const char *preload = secure_getenv("LD_PRELOAD");
 
 	return preload && strstr(preload, "/vgpreload_");
 #endif
@@ -157,7 +157,7 @@ static bool evu_wait_under_valgrind(void)
 
 static void evu_wait_init(void)
 {
-	const char *v = getenv("EVURING_WAIT");
+	const char *v = secure_getenv("EVURING_WAIT");
 
 	evu_real_epoll_wait_fn = (evu_epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
 	evu_real_epoll_pwait_fn = (evu_epoll_pwait_fn)dlsym(RTLD_NEXT, "epoll_pwait");
